@@ -1,0 +1,281 @@
+// Package cachestore maps cache keys to entries (metadata plus references to
+// a header block and a body in a [dedupbody.Store]) on top of ristretto, and
+// keeps everything the entries hold under one byte budget.
+//
+// # Ownership
+//
+// Every [dedupbody.Ref] inside an [Entry] given to [Store.Set] belongs to the
+// store from that call on, whatever happens next: it is released exactly once,
+// when the entry leaves (eviction, admission rejection, TTL expiry, Del,
+// overwrite, a Set dropped by ristretto's buffers, Clear, Close). Callers
+// build a fresh Entry for every Set and never modify one after passing it in.
+//
+// # Accounting
+//
+// An entry costs [Config.EntryOverhead] + len(Key) + len(Vary) plus the size
+// of each of its refs that is charged (see package dedupbody): a body shared
+// by n entries is charged to one of them. Bytes of bodies whose charged
+// entry left while others still refer to them are uncharged; the store lowers
+// ristretto's capacity by that amount, so that at every insertion
+//
+//	entry bytes + unique body and header bytes <= MaxMemory
+//
+// up to the slack documented on [Store.Stats].
+package cachestore
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+
+	"dedupcache/dedupbody"
+)
+
+// DefaultEntryOverhead is the heap an entry costs beyond its key, its Vary
+// string and its refs' bytes: the Entry struct (128 B size class) plus
+// ristretto's per-key bookkeeping with a TTL (~131 B measured in
+// ../shared/DESIGN-NOTES.md a6, re-measured by TestEntryOverhead), rounded up.
+const DefaultEntryOverhead = 272
+
+// ErrConfig reports an invalid [Config].
+var ErrConfig = errors.New("cachestore: invalid config")
+
+// Config configures a [Store].
+type Config struct {
+	// MaxMemory is the byte budget for entries and the bytes they charge.
+	MaxMemory int64
+	// ExpectedEntries sizes ristretto's admission counters (NumCounters is
+	// set to about twice this). Default MaxMemory / 2048.
+	ExpectedEntries int64
+	// EntryOverhead is charged per entry on top of its key. Default
+	// [DefaultEntryOverhead].
+	EntryOverhead int64
+	// Stores are the body stores the entries' refs come from. Their
+	// uncharged bytes are taken off the capacity left for entries.
+	Stores []*dedupbody.Store
+	// OnRelease, if set, is called once for every entry that leaves, after
+	// its refs were released, with the cause.
+	//
+	// WARNING: it runs on ristretto's policy goroutine or on the goroutine
+	// calling Set, Del, Clear or Close. It must be quick, must not block,
+	// and must not call the Store.
+	OnRelease func(e *Entry, cause ReleaseCause)
+}
+
+// Store is the entry store. All methods may be called concurrently.
+type Store struct {
+	cache     *ristretto.Cache[uint64, *Entry]
+	max       int64
+	overhead  int64
+	stores    []*dedupbody.Store
+	onRelease func(*Entry, ReleaseCause)
+
+	entries    atomic.Int64
+	entryBytes atomic.Int64
+	sets       atomic.Int64
+	causes     [numCauses]atomic.Int64
+	doubleRel  atomic.Int64
+	clearing   atomic.Int32 // > 0 while Clear or Close drains ristretto
+}
+
+// New returns an empty Store. Close it to stop ristretto's goroutines and
+// release every entry.
+func New(cfg Config) (*Store, error) {
+	if cfg.MaxMemory <= 0 {
+		return nil, errors.Join(ErrConfig, errors.New("cachestore: MaxMemory must be positive"))
+	}
+	if cfg.EntryOverhead <= 0 {
+		cfg.EntryOverhead = DefaultEntryOverhead
+	}
+	if cfg.ExpectedEntries <= 0 {
+		cfg.ExpectedEntries = max(cfg.MaxMemory/2048, 1024)
+	}
+	s := &Store{
+		max:       cfg.MaxMemory,
+		overhead:  cfg.EntryOverhead,
+		stores:    cfg.Stores,
+		onRelease: cfg.OnRelease,
+	}
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
+		NumCounters:        2 * cfg.ExpectedEntries,
+		MaxCost:            cfg.MaxMemory,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		// Keys are already 64-bit hashes; the entry holds the full key,
+		// which the caller compares (see Entry.Key).
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+		OnEvict:   s.onEvict,
+		OnReject:  func(it *ristretto.Item[*Entry]) { s.mark(it.Value, Rejected) },
+		OnExit:    s.onExit,
+		// Called under ristretto's shard lock just before an overwrite
+		// replaces prev (OnExit(prev) follows, synchronously in Set).
+		ShouldUpdate: func(_, prev *Entry) bool {
+			s.mark(prev, Replaced)
+			return true
+		},
+	})
+	if err != nil {
+		return nil, errors.Join(ErrConfig, err)
+	}
+	s.cache = c
+	return s, nil
+}
+
+// Get returns the entry stored under the key hash h. The entry is read-only
+// and carries no reference: its bytes stay valid (they are never recycled)
+// even if it leaves the store while the caller uses it. The caller must
+// compare Entry.Key with the key it hashed. Get does not allocate.
+func (s *Store) Get(h uint64) (*Entry, bool) {
+	return s.cache.Get(h)
+}
+
+// Set stores e under the key hash h for at most ttl (0: until evicted) and
+// takes ownership of its refs (see the package doc). It reports whether the
+// entry was handed to ristretto; false means it was released already.
+// Admission may still be refused later, and then e is released then.
+func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
+	e.cost = s.overhead + int64(len(e.Key)) + int64(len(e.Vary)) + e.Header.ChargedSize() + e.Body.ChargedSize()
+	s.entries.Add(1)
+	s.entryBytes.Add(e.ownBytes(s.overhead))
+	s.sets.Add(1)
+	s.updateCapacity()
+	if ttl < 0 {
+		ttl = time.Nanosecond
+	}
+	if !s.cache.SetWithTTL(h, e, e.cost, ttl) {
+		// Dropped by ristretto's full set buffer (or the store is closed):
+		// no callback will ever fire for e.
+		s.mark(e, Dropped)
+		s.onExit(e)
+		return false
+	}
+	return true
+}
+
+// Del removes the entry under h, if any. The removal is visible to Get at once.
+// A Set of h still in ristretto's buffer is removed once it is applied.
+func (s *Store) Del(h uint64) {
+	// No Get to mark the entry: it would miss an expired entry not yet
+	// cleaned up and a Set not yet applied, and would count as an access in
+	// the admission policy. Every release without a cause is a deletion (see
+	// onExit).
+	s.cache.Del(h)
+}
+
+// Wait blocks until every Set so far has been applied (admitted or
+// rejected). Tests use it for read-your-writes.
+func (s *Store) Wait() { s.cache.Wait() }
+
+// Clear releases every entry, including Sets not yet applied.
+func (s *Store) Clear() {
+	s.clearing.Add(1)
+	defer s.clearing.Add(-1)
+	s.cache.Clear()
+}
+
+// Close releases every entry and stops ristretto's goroutines. The Store
+// must not be used afterwards (Set returns false, Get misses).
+func (s *Store) Close() {
+	s.clearing.Add(1)
+	defer s.clearing.Add(-1)
+	s.cache.Close()
+}
+
+// Each calls fn for stored entries until fn returns false. The set visited
+// is a snapshot of no particular moment. fn must not call the Store.
+func (s *Store) Each(fn func(e *Entry) bool) {
+	s.cache.IterValues(func(e *Entry) bool { return !fn(e) })
+}
+
+func (s *Store) mark(e *Entry, c ReleaseCause) {
+	if e != nil {
+		e.cause.CompareAndSwap(0, uint32(c))
+	}
+}
+
+func (s *Store) onEvict(it *ristretto.Item[*Entry]) {
+	switch {
+	// Clear and Close report stored items with cost 0 (ours are never 0),
+	// and the Sets they drain from the buffer with their own cost. An
+	// eviction or TTL cleanup that was running when Clear began may be
+	// counted as cleared too.
+	case it.Cost == 0 || s.clearing.Load() > 0:
+		s.mark(it.Value, Cleared)
+	case !it.Expiration.IsZero() && !it.Expiration.After(time.Now()):
+		s.mark(it.Value, Expired)
+	default:
+		s.mark(it.Value, Evicted)
+	}
+}
+
+// onExit releases an entry's refs. ristretto calls it exactly once for every
+// value it took (and with nil for deletions; see DESIGN-NOTES a3). Every
+// path but a deletion marks the entry first: OnEvict, OnReject,
+// ShouldUpdate (overwrite) and Set (dropped).
+func (s *Store) onExit(e *Entry) {
+	if e == nil {
+		return
+	}
+	if !e.released.CompareAndSwap(false, true) {
+		s.doubleRel.Add(1)
+		return
+	}
+	// Only Del reaches OnExit without a cause: synchronously for a stored
+	// entry, or from ristretto's goroutine for a Set applied after the Del.
+	s.mark(e, Deleted)
+	cause := ReleaseCause(e.cause.Load())
+	e.Header.Release()
+	e.Body.Release()
+	s.entries.Add(-1)
+	s.entryBytes.Add(-e.ownBytes(s.overhead))
+	s.causes[cause].Add(1)
+	s.updateCapacity()
+	if s.onRelease != nil {
+		s.onRelease(e, cause)
+	}
+}
+
+// updateCapacity gives ristretto what the budget leaves once uncharged
+// bytes are taken off.
+func (s *Store) updateCapacity() {
+	c := s.max
+	for _, b := range s.stores {
+		c -= b.UnchargedBytes()
+	}
+	s.cache.UpdateMaxCost(max(c, 1))
+}
+
+// Stats is a snapshot of the store's counters.
+//
+// MemoryBytes = EntryBytes + the unique bytes of the body stores. It stays
+// within MaxMemory at every insertion, plus a slack: entries in flight in
+// ristretto's set buffer are counted here before ristretto counts them, and
+// an overwrite with a larger entry does not evict until the next insertion.
+type Stats struct {
+	Entries        int64 // entries handed to ristretto and not yet released
+	EntryBytes     int64 // overhead + key + vary bytes of those entries
+	Sets           int64 // Set calls
+	Released       [numCauses]int64
+	DoubleReleases int64 // always 0 unless ristretto broke its contract
+	Capacity       int64 // ristretto's current MaxCost
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Entries:        s.entries.Load(),
+		EntryBytes:     s.entryBytes.Load(),
+		Sets:           s.sets.Load(),
+		DoubleReleases: s.doubleRel.Load(),
+		Capacity:       s.cache.MaxCost(),
+	}
+	for i := range s.causes {
+		st.Released[i] = s.causes[i].Load()
+	}
+	return st
+}
+
+// MaxMemory returns the configured budget.
+func (s *Store) MaxMemory() int64 { return s.max }

@@ -1,0 +1,326 @@
+// Package dedupbody is a content-addressed, reference-counted store of
+// immutable byte buffers. Identical buffers are kept once: [Store.Put] finds
+// an equal buffer by its xxhash64 and a byte comparison, and hands out another
+// reference to it. A buffer is dropped from the store the moment its last
+// reference is released.
+//
+// The package knows nothing of HTTP: the cache stores response bodies and
+// rendered header blocks in it.
+//
+// # Charging
+//
+// Every live buffer is charged to exactly one of its references, so that a
+// caller that accounts memory per reference (the entry store does, against
+// its byte budget) counts each unique buffer once. [Store.Put] returns a
+// charged [Ref] when the buffer is new, or when it exists but nobody carries
+// its charge; otherwise it returns an uncharged Ref. When a charged Ref is
+// released while other references remain, the buffer becomes uncharged and
+// its bytes are reported by [Store.Stats] as UnchargedBytes until a later Put
+// takes the charge again or the last reference goes. So at any moment:
+//
+//	Bytes == (sum of sizes of charged live refs) + UnchargedBytes
+package dedupbody
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Sum returns the hash [Store.Put] expects for data: xxhash64.
+func Sum(data []byte) uint64 { return xxhash.Sum64(data) }
+
+// Config configures a [Store].
+type Config struct {
+	// MinShareSize is the smallest buffer that is indexed for sharing.
+	// Smaller buffers are stored once per reference, which saves the index
+	// slot and hash lookup where a shared copy would save less than it costs.
+	// Zero shares every buffer, including the empty one.
+	MinShareSize int
+}
+
+// Store holds deduplicated buffers. All methods may be called concurrently.
+type Store struct {
+	minShare int
+
+	mu    sync.Mutex
+	index map[uint64]*Body // head of a chain of bodies with the same hash
+
+	bodies    atomic.Int64 // live bodies
+	bytes     atomic.Int64 // sum of Size() over live bodies
+	data      atomic.Int64 // sum of Len() over live bodies
+	refs      atomic.Int64 // live references
+	logical   atomic.Int64 // sum of Len() over live references
+	uncharged atomic.Int64 // bytes of live bodies that no live reference is charged for
+	puts      atomic.Int64 // Put calls
+	shared    atomic.Int64 // Put calls answered with an existing body
+	collide   atomic.Int64 // hash matches whose bytes differed
+	badRel    atomic.Int64 // releases past zero (a caller bug)
+}
+
+// New returns an empty Store.
+func New(cfg Config) *Store {
+	return &Store{minShare: cfg.MinShareSize, index: make(map[uint64]*Body)}
+}
+
+// Body is one stored buffer. Its bytes are immutable and owned by the
+// garbage collector: a reader that still holds [Body.Bytes] after the last
+// reference was released keeps valid memory; only the accounting has moved
+// on. Bodies are never recycled.
+type Body struct {
+	data    []byte
+	aux     any
+	extra   int64 // bytes aux occupies, counted in Size
+	store   *Store
+	next    *Body  // next body with the same hash (collision chain)
+	hash    uint64 // xxhash64 of data
+	refs    int32  // guarded by store.mu
+	charged bool   // guarded by store.mu: a live reference carries the charge
+	indexed bool
+}
+
+// Bytes returns the stored bytes. The caller must not modify them.
+func (b *Body) Bytes() []byte { return b.data }
+
+// Size returns the bytes the body occupies: the buffer's capacity (what the
+// allocator handed out) plus what its aux value takes, as the aux function
+// reported.
+func (b *Body) Size() int64 { return int64(cap(b.data)) + b.extra }
+
+// Len returns the number of stored bytes (the payload, without rounding).
+func (b *Body) Len() int64 { return int64(len(b.data)) }
+
+// Hash returns the buffer's xxhash64.
+func (b *Body) Hash() uint64 { return b.hash }
+
+// Aux returns the value computed by the aux function given to the Put that
+// created the body (nil if none). It is immutable like the bytes.
+func (b *Body) Aux() any { return b.aux }
+
+// Refs returns the number of live references (a snapshot).
+func (b *Body) Refs() int {
+	b.store.mu.Lock()
+	defer b.store.mu.Unlock()
+	return int(b.refs)
+}
+
+// Ref is one counted reference to a [Body]. It is a small value: copy it
+// freely, but call [Ref.Release] exactly once per Ref returned by Put.
+// The zero Ref refers to nothing; releasing it does nothing.
+type Ref struct {
+	body    *Body
+	charged bool
+}
+
+// Body returns the referenced body, or nil for the zero Ref.
+func (r Ref) Body() *Body { return r.body }
+
+// Bytes returns the referenced bytes (nil for the zero Ref). Read-only.
+func (r Ref) Bytes() []byte {
+	if r.body == nil {
+		return nil
+	}
+	return r.body.data
+}
+
+// Charged reports whether this reference carries the body's bytes in the
+// caller's accounting (see the package doc).
+func (r Ref) Charged() bool { return r.charged }
+
+// ChargedSize returns Size() of the body if this reference is charged, else 0.
+func (r Ref) ChargedSize() int64 {
+	if r.body == nil || !r.charged {
+		return 0
+	}
+	return r.body.Size()
+}
+
+// Put stores data under its hash h (from [Sum] or a streaming xxhash) and
+// returns a new reference. If an equal buffer is stored, data is not kept
+// and the reference points to the stored one. The store takes ownership of
+// data when it keeps it: the caller must not modify data after Put.
+//
+// aux, if not nil, is called once when a new body is created, with the
+// bytes, under the store's lock: it must be quick and must not call the
+// store. It returns a value derived from the bytes (available from
+// [Body.Aux], immutable like them) and the heap bytes that value takes,
+// which [Body.Size] includes.
+func (s *Store) Put(data []byte, h uint64, aux func([]byte) (any, int64)) Ref {
+	s.puts.Add(1)
+	if len(data) < s.minShare {
+		b := &Body{data: data, store: s, hash: h, refs: 1, charged: true}
+		if aux != nil {
+			b.aux, b.extra = aux(data)
+		}
+		s.added(b)
+		return Ref{body: b, charged: true}
+	}
+
+	s.mu.Lock()
+	head := s.index[h]
+	for b := head; b != nil; b = b.next {
+		if bytes.Equal(b.data, data) {
+			b.refs++
+			r := Ref{body: b}
+			if !b.charged {
+				b.charged = true
+				r.charged = true
+				s.uncharged.Add(-b.Size())
+			}
+			s.mu.Unlock()
+			s.shared.Add(1)
+			s.refs.Add(1)
+			s.logical.Add(b.Len())
+			return r
+		}
+		s.collide.Add(1)
+	}
+	b := &Body{data: data, store: s, next: head, hash: h, refs: 1, charged: true, indexed: true}
+	if aux != nil {
+		b.aux, b.extra = aux(data)
+	}
+	s.index[h] = b
+	s.mu.Unlock()
+	s.added(b)
+	return Ref{body: b, charged: true}
+}
+
+// added counts a new body and its first reference.
+func (s *Store) added(b *Body) {
+	s.bodies.Add(1)
+	s.bytes.Add(b.Size())
+	s.data.Add(b.Len())
+	s.refs.Add(1)
+	s.logical.Add(b.Len())
+}
+
+// Release drops the reference. When it was the last one, the body leaves the
+// store; when it carried the charge and others remain, the body becomes
+// uncharged. Releasing the zero Ref does nothing.
+func (r Ref) Release() {
+	b := r.body
+	if b == nil {
+		return
+	}
+	s := b.store
+	size := b.Size()
+	s.mu.Lock()
+	b.refs--
+	switch {
+	case b.refs < 0:
+		b.refs = 0
+		s.mu.Unlock()
+		s.badRel.Add(1)
+		return
+	case b.refs == 0:
+		if b.indexed {
+			s.unlink(b)
+		}
+		if !r.charged {
+			s.uncharged.Add(-size)
+		}
+		b.charged = false
+		s.mu.Unlock()
+		s.bodies.Add(-1)
+		s.bytes.Add(-size)
+		s.data.Add(-b.Len())
+	case r.charged:
+		b.charged = false
+		s.uncharged.Add(size)
+		s.mu.Unlock()
+	default:
+		s.mu.Unlock()
+	}
+	s.refs.Add(-1)
+	s.logical.Add(-b.Len())
+}
+
+// unlink removes b from its hash chain. s.mu must be held.
+func (s *Store) unlink(b *Body) {
+	head := s.index[b.hash]
+	if head == b {
+		if b.next == nil {
+			delete(s.index, b.hash)
+		} else {
+			s.index[b.hash] = b.next
+		}
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == b {
+			p.next = b.next
+			return
+		}
+	}
+}
+
+// Stats is a snapshot of a [Store]'s counters. Fields are read one by one
+// without a lock, so under concurrent use they may be mutually off by the
+// operations in flight.
+type Stats struct {
+	Bodies         int64 // live bodies
+	Bytes          int64 // memory of live bodies, each counted once (Size: capacity + aux)
+	DataBytes      int64 // payload bytes of live bodies, each counted once (Len)
+	Refs           int64 // live references
+	LogicalBytes   int64 // payload bytes summed over live references (as if not shared)
+	UnchargedBytes int64 // bytes of live bodies that no reference carries
+	Puts           int64 // Put calls
+	Shared         int64 // Put calls that found an equal stored body
+	Collisions     int64 // hash matches whose bytes differed
+	BadReleases    int64 // releases past zero: always 0 unless a caller is wrong
+}
+
+// Stats returns the current counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Bodies:         s.bodies.Load(),
+		Bytes:          s.bytes.Load(),
+		DataBytes:      s.data.Load(),
+		Refs:           s.refs.Load(),
+		LogicalBytes:   s.logical.Load(),
+		UnchargedBytes: s.uncharged.Load(),
+		Puts:           s.puts.Load(),
+		Shared:         s.shared.Load(),
+		Collisions:     s.collide.Load(),
+		BadReleases:    s.badRel.Load(),
+	}
+}
+
+// UnchargedBytes returns Stats().UnchargedBytes without building the rest.
+func (s *Store) UnchargedBytes() int64 { return s.uncharged.Load() }
+
+// Lookup returns the stored body with hash h and these bytes, without taking
+// a reference: the answer may be stale by the time the caller uses it. It
+// does not allocate.
+func (s *Store) Lookup(data []byte, h uint64) (*Body, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for b := s.index[h]; b != nil; b = b.next {
+		if bytes.Equal(b.data, data) {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// Each calls fn for every indexed body under the store's lock, until fn
+// returns false. fn must be quick and must not call the store.
+func (s *Store) Each(fn func(b *Body, refs int) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, head := range s.index {
+		for b := head; b != nil; b = b.next {
+			if !fn(b, int(b.refs)) {
+				return
+			}
+		}
+	}
+}
+
+// Alloc returns a zero-length buffer with room for n bytes, whose capacity
+// is the size the allocator really hands out for n (its size class), so
+// that [Body.Size] counts the memory a body really takes.
+func Alloc(n int) []byte { return slices.Grow([]byte(nil), n) }

@@ -1,0 +1,28 @@
+// Package policy holds the HTTP caching rules of dedupcache, a shared cache
+// (RFC 9111), as pure functions: header fields and times go in, decisions come
+// out. It does no I/O, starts no goroutines and never reads a clock; callers
+// pass the times they observed. Nothing here may import another dedupcache
+// package.
+//
+// A proxy uses it in this order:
+//
+//   - On a response from the origin, [Storable] says whether it may be stored,
+//     [StripFields] lists the header fields to drop before storing it,
+//     [ResponseFreshness] and [InitialAge] give what the stored entry needs to
+//     judge later requests, and [ParseVary] with [VaryKey] give the variant key.
+//   - On a request, [ParseRequest] reads its directives once; [Evaluate]
+//     decides between [Serve], [ServeStale] and [Revalidate] for a stored
+//     response of a given [CurrentAge]; [NotModified] says whether the client's
+//     own validators allow a 304; [ParseRange] reads a single byte range.
+//   - When revalidation returns 304, [CanFreshen] checks that it describes the
+//     stored response and [UpdateStoredHeader] merges its fields; when it fails
+//     or returns 5xx, [StaleIfError] says whether the stored response may stand in.
+//   - A non-error response to an unsafe method [Invalidates] the target URI.
+//
+// Targeted fields (RFC 9213, e.g. CDN-Cache-Control) listed in
+// [Options.TargetedFields] replace Cache-Control and Expires for this cache's
+// decisions whenever one of them is present and valid; see [ResponseDirectives].
+//
+// Every function is safe for concurrent use: none keeps state. Header maps
+// passed in are read, never modified, and never retained after return.
+package policy

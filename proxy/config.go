@@ -1,0 +1,49 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/url"
+	"time"
+
+	"dedupcache/policy"
+)
+
+// Config configures a [Proxy]. main builds it from flags and the YAML file;
+// zero values take the defaults documented on each field.
+type Config struct {
+	// Upstream is the origin every request is forwarded to (scheme and host; a
+	// path prefix is joined in front of the request path). Required.
+	Upstream *url.URL
+
+	// MaxMemory bounds everything the cache holds: entry metadata, stored
+	// header blocks and unique body bytes. Default 256 MiB.
+	MaxMemory int64
+	// MaxObjectSize is the largest body that is stored; larger ones stream
+	// through uncached. Default 8 MiB (capped at MaxMemory/4).
+	MaxObjectSize int64
+	// ExpectedEntries sizes the admission policy's counters. Default: derived
+	// from MaxMemory (one per 2 KiB).
+	ExpectedEntries int64
+
+	// Policy tunes the RFC 9111 decisions (Set-Cookie, heuristic freshness,
+	// targeted Cache-Control fields). Default policy.DefaultOptions().
+	Policy policy.Options
+	// Grace serves a stale entry when the upstream fails and the response
+	// itself did not say (RFC 5861 stale-if-error as an operator default).
+	// Zero (the default) disables it.
+	Grace time.Duration
+
+	// DialTimeout bounds connecting to the upstream. Default 5s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// header after the request is written; past it the client gets 504.
+	// Default 30s.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes idle upstream connections. Default 90s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost sizes the upstream connection pool. Default 256.
+	MaxIdleConnsPerHost int
+
+	// Logger receives lifecycle and error logs. Default slog.Default().
+	Logger *slog.Logger
+}

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// discardWriter is a ResponseWriter that keeps one header map and drops
+// the body, so that benchmarks count the handler's own allocations and
+// not a recorder's.
+type discardWriter struct {
+	h      http.Header
+	status int
+	n      int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) WriteHeader(s int)   { w.status = s }
+func (w *discardWriter) Write(b []byte) (int, error) {
+	w.n += len(b)
+	return len(b), nil
+}
+func (w *discardWriter) reset() {
+	clear(w.h)
+	w.status, w.n = 0, 0
+}
+
+// warmHit stores one 1 KiB response under /hit and returns the proxy and a
+// request for it.
+func warmHit(tb testing.TB) (*Proxy, *http.Request, []byte) {
+	tb.Helper()
+	body := []byte(strings.Repeat("x", 1024))
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"abc"`)
+		_, _ = w.Write(body)
+	}))
+	tb.Cleanup(o.Close)
+	p, srv := newTestProxy(tb, o.URL, nil)
+	resp, err := http.Get(srv.URL + "/hit")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	req := httptest.NewRequest("GET", "/hit", nil)
+	req.Host = strings.TrimPrefix(srv.URL, "http://")
+	req.RemoteAddr = "127.0.0.1:1"
+	return p, req, body
+}
+
+func TestHitDoesNotAllocate(t *testing.T) {
+	p, req, body := warmHit(t)
+	w := &discardWriter{h: make(http.Header)}
+	allocs := testing.AllocsPerRun(1000, func() {
+		w.reset()
+		p.serve(w, req)
+	})
+	if w.h.Get("X-Cache") != "HIT" || w.n != len(body) {
+		t.Fatalf("not a hit: %v, %d bytes", w.h, w.n)
+	}
+	if allocs != 0 {
+		t.Errorf("hit allocates %.1f times per request; want 0", allocs)
+	}
+}
+
+// BenchmarkHit measures the hit path: p.Handler() (router included) from
+// request to the body written, with a writer that allocates nothing.
+func BenchmarkHit(b *testing.B) {
+	p, req, body := warmHit(b)
+	h := p.Handler()
+	w := &discardWriter{h: make(http.Header)}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+	}
+	if w.n != len(body) {
+		b.Fatalf("wrote %d bytes; want %d", w.n, len(body))
+	}
+}
+
+// BenchmarkStaticHandler is the baseline for BenchmarkHit: a plain handler
+// writing the same header fields and body from memory.
+func BenchmarkStaticHandler(b *testing.B) {
+	p, req, body := warmHit(b)
+	w := &discardWriter{h: make(http.Header)}
+	p.serve(w, req)
+	stored := w.h.Clone()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		for k, v := range stored {
+			hdr[k] = v
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+	}
+}

@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"math/bits"
+	"net/http"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// A cache key is "host uri": the request target's authority and its
+// path and query as the client sent them (RFC 9111 §2: the target URI).
+// GET and HEAD share keys. A variant of a response that has Vary is stored
+// under "host uri\x00" + policy.VaryKey(...).
+//
+// The store is keyed by a 64-bit hash of the key; entries hold the key
+// itself, and readers compare it, so a hash collision is a miss.
+
+// keyParts returns the host and uri of r's cache key without allocating
+// in the common case (lower-case host, origin-form request target).
+func keyParts(r *http.Request) (host, uri string) {
+	host = r.Host
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; 'A' <= c && c <= 'Z' {
+			host = strings.ToLower(host)
+			break
+		}
+	}
+	uri = r.RequestURI
+	if uri == "" || uri[0] != '/' {
+		uri = r.URL.RequestURI()
+	}
+	return host, uri
+}
+
+// keyHash hashes the key "host uri" without building it.
+func keyHash(host, uri string) uint64 {
+	return xxhash.Sum64String(uri) ^ bits.RotateLeft64(xxhash.Sum64String(host)*0x9E3779B97F4A7C15, 31)
+}
+
+// keyString builds the key "host uri".
+func keyString(host, uri string) string { return host + " " + uri }
+
+// keyIs reports whether key == keyString(host, uri), without building it.
+func keyIs(key, host, uri string) bool {
+	return len(key) == len(host)+1+len(uri) &&
+		key[len(host)] == ' ' &&
+		key[:len(host)] == host &&
+		key[len(host)+1:] == uri
+}
+
+// variantKey returns the key of the variant of primary selected by vary.
+func variantKey(primary, vary string) string { return primary + "\x00" + vary }
