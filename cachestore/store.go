@@ -73,6 +73,7 @@ type Store struct {
 	onRelease func(*Entry, ReleaseCause)
 
 	entries    atomic.Int64
+	withBody   atomic.Int64
 	entryBytes atomic.Int64
 	sets       atomic.Int64
 	causes     [numCauses]atomic.Int64
@@ -138,6 +139,9 @@ func (s *Store) Get(h uint64) (*Entry, bool) {
 func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
 	e.cost = s.overhead + int64(len(e.Key)) + int64(len(e.Vary)) + e.Header.ChargedSize() + e.Body.ChargedSize()
 	s.entries.Add(1)
+	if e.Body.Body() != nil {
+		s.withBody.Add(1)
+	}
 	s.entryBytes.Add(e.ownBytes(s.overhead))
 	s.sets.Add(1)
 	s.updateCapacity()
@@ -229,6 +233,9 @@ func (s *Store) onExit(e *Entry) {
 	e.Header.Release()
 	e.Body.Release()
 	s.entries.Add(-1)
+	if e.Body.Body() != nil {
+		s.withBody.Add(-1)
+	}
 	s.entryBytes.Add(-e.ownBytes(s.overhead))
 	s.causes[cause].Add(1)
 	s.updateCapacity()
@@ -255,6 +262,7 @@ func (s *Store) updateCapacity() {
 // an overwrite with a larger entry does not evict until the next insertion.
 type Stats struct {
 	Entries        int64 // entries handed to ristretto and not yet released
+	WithBody       int64 // those of them that hold a body ref
 	EntryBytes     int64 // overhead + key + vary bytes of those entries
 	Sets           int64 // Set calls
 	Released       [numCauses]int64
@@ -266,6 +274,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	st := Stats{
 		Entries:        s.entries.Load(),
+		WithBody:       s.withBody.Load(),
 		EntryBytes:     s.entryBytes.Load(),
 		Sets:           s.sets.Load(),
 		DoubleReleases: s.doubleRel.Load(),

@@ -45,6 +45,9 @@ func (b *Builder) Write(p []byte) (int, error) {
 // Len returns the bytes kept so far.
 func (b *Builder) Len() int { return len(b.buf) }
 
+// Sum returns the xxhash64 of the bytes written so far.
+func (b *Builder) Sum() uint64 { return b.digest.Sum64() }
+
 // Overflowed reports whether more than the limit arrived.
 func (b *Builder) Overflowed() bool { return b.overflow }
 

@@ -50,7 +50,12 @@ func ResponseFreshness(status int, respHdr http.Header, responseTime time.Time, 
 	f := Freshness{
 		StaleWhileRevalidate: seconds(max(cc.StaleWhileRevalidate, 0)),
 		StaleIfError:         seconds(max(cc.StaleIfError, 0)),
-		MustRevalidate:       cc.MustRevalidate || cc.ProxyRevalidate || cc.SMaxAge >= 0,
+		// s-maxage implies proxy-revalidate (§5.2.2.10), except where the
+		// same response explicitly allows stale content (RFC 5861): the
+		// common "s-maxage=60, stale-while-revalidate=30" means what CDNs
+		// take it to mean.
+		MustRevalidate: cc.MustRevalidate || cc.ProxyRevalidate ||
+			(cc.SMaxAge >= 0 && cc.StaleWhileRevalidate <= 0 && cc.StaleIfError <= 0),
 		NoCache:              cc.NoCache,
 	}
 	date := responseTime

@@ -127,8 +127,9 @@ var understoodStatus = map[int]bool{
 // Only GET responses are stored. HEAD responses are not: they carry no body,
 // so they could not answer a later GET, and a HEAD is answered from a stored
 // GET response instead. Not stored either: a request with no-store; a status
-// outside the understood set (non-final, 206, 304, ...; must-understand
-// needs the same); no-store (ignored under must-understand, §5.2.2.3);
+// outside the understood set (non-final, 206, 304, ...; reported as
+// [ReasonMustUnderstand] under must-understand); no-store (ignored under
+// must-understand, which only the understood statuses reach, §5.2.2.3);
 // unqualified private; a request with Authorization unless the response has
 // public, must-revalidate or s-maxage (§3.5); Vary: * (§4.1); Set-Cookie
 // unless opt.CacheSetCookie or the qualified private/no-cache lists it; and a
@@ -146,10 +147,13 @@ func Storable(method string, reqHdr http.Header, status int, respHdr http.Header
 	if ParseCacheControl(reqHdr, "Cache-Control").NoStore {
 		return false, ReasonRequestNoStore
 	}
+	cc, targeted := directives(respHdr, opt)
 	if !understoodStatus[status] {
+		if cc.MustUnderstand {
+			return false, ReasonMustUnderstand
+		}
 		return false, ReasonStatus
 	}
-	cc, targeted := directives(respHdr, opt)
 	if cc.NoStore && !cc.MustUnderstand {
 		return false, ReasonNoStore
 	}

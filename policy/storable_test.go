@@ -40,7 +40,7 @@ func TestStorable(t *testing.T) {
 		{"§5.2.2.3 must-understand on an understood status overrides no-store", "GET", nil, 200,
 			hdr("Cache-Control", "no-store, must-understand, max-age=60"), nil, true, ReasonOK},
 		{"§5.2.2.3 must-understand on a status not understood", "GET", nil, 418,
-			hdr("Cache-Control", "no-store, must-understand, max-age=60"), nil, false, ReasonStatus},
+			hdr("Cache-Control", "no-store, must-understand, max-age=60"), nil, false, ReasonMustUnderstand},
 		{"§5.2.2.7 unqualified private", "GET", nil, 200, hdr("Cache-Control", "private, max-age=60"), nil, false, ReasonPrivate},
 		{"§5.2.2.7 qualified private: store without the fields", "GET", nil, 200,
 			hdr("Cache-Control", `private="X-User", max-age=60`, "X-User", "bob"), nil, true, ReasonOK},

@@ -31,13 +31,39 @@ func ResponseDirectives(respHdr http.Header, opt Options) (cc CacheControl, fiel
 // used, or -1 for Cache-Control.
 func directives(respHdr http.Header, opt Options) (CacheControl, int) {
 	for i, name := range opt.TargetedFields {
-		if lines := respHdr.Values(name); len(lines) > 0 {
+		if lines := fieldLines(respHdr, name); len(lines) > 0 {
 			if cc, ok := parseTargeted(lines); ok {
 				return cc, i
 			}
 		}
 	}
 	return ParseCacheControl(respHdr, "Cache-Control"), -1
+}
+
+// fieldLines returns h.Values(name) without allocating the canonical form of
+// a configured name such as "CDN-Cache-Control" on every call: a map index
+// with a converted []byte does not allocate.
+func fieldLines(h http.Header, name string) []string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return h.Values(name)
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isTchar(c) {
+			return h[name] // textproto leaves such names as they are
+		}
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	return h[string(buf[:len(name)])]
 }
 
 // parseTargeted parses the field lines of a targeted field. ok is false when

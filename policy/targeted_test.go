@@ -96,3 +96,20 @@ func TestResponseDirectives(t *testing.T) {
 		})
 	}
 }
+
+func TestFieldLines(t *testing.T) {
+	h := http.Header{}
+	names := []string{"CDN-Cache-Control", "cdn-cache-control", "Dedupcache-Cache-Control", "x_y-z", "a b", "ü-x",
+		"Very-Long-Targeted-Cache-Control-Field-Name-That-Exceeds-The-Buffer-Size"}
+	for i, n := range names {
+		h.Add(n, string(rune('a'+i)))
+	}
+	h["a b"] = []string{"raw"} // textproto keeps invalid names as they are
+	for _, n := range names {
+		t.Run(n, func(t *testing.T) {
+			if got, want := fieldLines(h, n), h.Values(n); !reflect.DeepEqual(got, want) {
+				t.Errorf("fieldLines(%q) = %q; want %q", n, got, want)
+			}
+		})
+	}
+}

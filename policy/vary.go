@@ -52,26 +52,28 @@ func VaryKey(names []string, reqHdr http.Header) string {
 		}
 	}
 	var scratch [128]byte
-	key := make([]byte, 0, n)
+	var num [20]byte
+	var key strings.Builder
+	key.Grow(n)
 	for _, name := range names {
-		key = strconv.AppendInt(key, int64(len(name)), 10)
-		key = append(key, ':')
-		key = append(key, name...)
+		key.Write(strconv.AppendInt(num[:0], int64(len(name)), 10))
+		key.WriteByte(':')
+		key.WriteString(name)
 		var v []byte
 		switch lines, ok := reqHdr[name]; {
 		case name == "Accept-Encoding":
 			v = append(scratch[:0], AcceptEncodingBucket(reqHdr)...)
 		case !ok:
-			key = append(key, '-')
+			key.WriteByte('-')
 			continue
 		default:
 			v = appendNormalized(scratch[:0], lines)
 		}
-		key = strconv.AppendInt(key, int64(len(v)), 10)
-		key = append(key, ':')
-		key = append(key, v...)
+		key.Write(strconv.AppendInt(num[:0], int64(len(v)), 10))
+		key.WriteByte(':')
+		key.Write(v)
 	}
-	return string(key)
+	return key.String()
 }
 
 // appendNormalized appends the field lines combined into one list to dst:

@@ -33,6 +33,15 @@ type Config struct {
 	// Zero (the default) disables it.
 	Grace time.Duration
 
+	// Keep holds a stale entry that has validators (ETag or
+	// Last-Modified) this much longer, so that it can be revalidated with a
+	// conditional request instead of fetched again. Default 0.
+	Keep time.Duration
+	// SynthesizeETag gives responses stored without any validator a strong
+	// ETag made from the body's hash, so that clients' conditional requests
+	// get 304s from the cache.
+	SynthesizeETag bool
+
 	// DialTimeout bounds connecting to the upstream. Default 5s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for the upstream's response

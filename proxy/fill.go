@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -20,27 +23,93 @@ import (
 type fill struct {
 	status  Status // what X-Cache says when the response is storable
 	fwd     string // Cache-Status fwd parameter (RFC 9211 §2.2)
+	detail  string // Cache-Status detail set before forwarding
 	noStore bool   // the request forbids storing (or is HEAD)
 
 	host, uri string
 	hash      uint64
 	method    string
-	reqHeader http.Header
+	reqHeader http.Header // the client's request header (not the outbound one)
+	req       policy.Request
 	reqTime   time.Time
+
+	stale     *cachestore.Entry // a stored response being revalidated, or nil
+	leader    bool              // this request leads a coalesced flight
+	committed atomic.Bool       // a response was stored for this fill
 }
 
 func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
 
+// hitForMissTTL is how long a URL whose response was not storable goes
+// straight upstream without coalescing (Varnish's hit-for-miss).
+const hitForMissTTL = 10 * time.Second
+
+// rewrite prepares the outbound request. When a stored response is being
+// revalidated, the cache's own validators replace the client's conditional
+// fields (RFC 9111 §4.3.1); the client's are evaluated against the result.
+func (p *Proxy) rewrite(pr *proxyRequest) {
+	f, _ := pr.In.Context().Value(fillKey{}).(*fill)
+	if f == nil || f.status == StatusBypass {
+		return
+	}
+	// Responses are keyed by the Accept-Encoding bucket (policy.VaryKey),
+	// so the upstream must see the bucket, not the client's own list:
+	// otherwise a br-only client could be served a gzip body stored for
+	// a "gzip, br" client.
+	if ae := policy.AcceptEncodingBucket(f.reqHeader); ae != "" {
+		pr.Out.Header.Set("Accept-Encoding", ae)
+	}
+	if f.stale != nil {
+		setValidators(pr.Out.Header, f.stale)
+	}
+}
+
+// setValidators replaces conditional fields of an outbound request with
+// the stored response's validators.
+func setValidators(h http.Header, e *cachestore.Entry) {
+	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		delete(h, k)
+	}
+	hdr := blockHeader(e.Header.Body().Aux())
+	if etag := blockField(hdr, "Etag"); etag != "" && e.Flags&flagSynthETag == 0 {
+		h.Set("If-None-Match", etag)
+	}
+	if lm := blockField(hdr, "Last-Modified"); lm != "" {
+		h.Set("If-Modified-Since", lm)
+	}
+}
+
 // modifyResponse runs for every upstream response before its header is
-// sent to the client. It decides whether the response is stored and, if
-// so, wraps its body to capture it as it streams through.
+// sent to the client. It invalidates on unsafe methods, completes
+// revalidations, serves stale content on errors where allowed, and decides
+// whether the response is stored; if so it wraps the body to capture it as
+// it streams through.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	f, _ := resp.Request.Context().Value(fillKey{}).(*fill)
 	if f == nil {
 		return nil
 	}
 	now := p.now()
-	st, detail := f.status, ""
+	p.upstreamDone(f, resp.StatusCode, now)
+	if f.method != http.MethodGet && f.method != http.MethodHead && policy.Invalidates(f.method, resp.StatusCode) {
+		p.invalidateFor(resp)
+	}
+	if f.stale != nil {
+		switch resp.StatusCode {
+		case http.StatusNotModified:
+			if e := p.freshen(f, resp, now); e != nil {
+				p.revalidated.Add(1)
+				p.replaceResponse(resp, f, e, StatusHit, fmt.Sprintf("%s; fwd=%s; fwd-status=304", cacheName, f.fwd))
+				return nil
+			}
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			if p.staleIfError(f, now) {
+				p.replaceResponse(resp, f, f.stale, StatusStale, fmt.Sprintf("%s; fwd=%s; fwd-status=%d; detail=stale-if-error", cacheName, f.fwd, resp.StatusCode))
+				return nil
+			}
+		}
+	}
+	st, detail := f.status, f.detail
 	stored := false
 	switch {
 	case f.status == StatusBypass:
@@ -49,49 +118,23 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			st, detail = StatusBypass, "request-no-store"
 		}
 	default:
-		ok, reason := policy.Storable(f.method, f.reqHeader, resp.StatusCode, resp.Header, p.cfg.Policy)
-		vary, star := policy.ParseVary(resp.Header)
-		switch {
-		case !ok:
-			detail = reason.String()
-		case star:
-			ok, detail = false, "vary-star"
-		case resp.ContentLength > p.cfg.MaxObjectSize:
-			ok, detail = false, "too-big"
-			p.fills.tooBig.Add(1)
-		case len(resp.Header["Trailer"]) > 0:
-			ok, detail = false, "trailers"
-		}
-		var fr policy.Freshness
-		if ok {
-			fr = policy.ResponseFreshness(resp.StatusCode, resp.Header, now, p.cfg.Policy)
-			if fr.Lifetime <= 0 && fr.StaleWhileRevalidate <= 0 {
-				// Nothing could ever be served from it without
-				// revalidation, which needs validators we may not have.
-				ok, detail = false, "no-freshness"
-			}
-		}
-		if !ok {
+		c, why := p.decide(f, resp, now)
+		if c == nil {
 			st = StatusBypass
+			if detail == "" {
+				detail = why
+			}
 			break
 		}
 		stored = true
-		resp.Body = &capture{
-			p:     p,
-			f:     f,
-			rc:    resp.Body,
-			b:     dedupbody.NewBuilder(int(resp.ContentLength), int(p.cfg.MaxObjectSize)),
-			want:  resp.ContentLength,
-			resp:  resp,
-			fresh: fr,
-			vary:  vary,
-			rtime: now,
-			hdr:   storedHeader(resp.Header, policy.StripFields(resp.Header, p.cfg.Policy)),
-		}
+		resp.Body = c
 	}
 	p.counts[st].Add(1)
 	resp.Header["X-Cache"] = xCache[st]
 	cs := cacheName + "; fwd=" + f.fwd
+	if f.stale != nil || f.fwd == "request" {
+		cs += "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	}
 	if stored {
 		cs += "; stored"
 	}
@@ -101,6 +144,127 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	resp.Header.Add("Cache-Status", cs)
 	resp.Header.Add("Via", via(resp.ProtoMajor, resp.ProtoMinor))
 	return nil
+}
+
+// decide returns a capture for resp if it is to be stored, or nil and the
+// reason it is not. A response-side reason marks the key hit-for-miss.
+func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*capture, string) {
+	ok, reason := policy.Storable(f.method, f.reqHeader, resp.StatusCode, resp.Header, p.cfg.Policy)
+	vary, star := policy.ParseVary(resp.Header)
+	why := reason.String()
+	requestSide := reason == policy.ReasonAuthorization || reason == policy.ReasonRequestNoStore || reason == policy.ReasonMethod
+	switch {
+	case !ok:
+	case star:
+		ok, why = false, "vary-star"
+	case resp.ContentLength > p.cfg.MaxObjectSize:
+		ok, why = false, "too-big"
+		p.fills.tooBig.Add(1)
+	case len(resp.Header["Trailer"]) > 0 || len(resp.Trailer) > 0:
+		ok, why = false, "trailers"
+	}
+	var fr policy.Freshness
+	if ok {
+		fr = policy.ResponseFreshness(resp.StatusCode, resp.Header, now, p.cfg.Policy)
+		if fr.Lifetime <= 0 && fr.StaleWhileRevalidate <= 0 && !hasValidator(resp.Header) {
+			// Never usable without revalidation, and nothing to
+			// revalidate with.
+			ok, why = false, "no-freshness"
+		}
+	}
+	if !ok {
+		if f.leader && !requestSide {
+			p.markHitForMiss(f)
+		}
+		return nil, why
+	}
+	return &capture{
+		p:     p,
+		f:     f,
+		rc:    resp.Body,
+		b:     dedupbody.NewBuilder(int(resp.ContentLength), int(p.cfg.MaxObjectSize)),
+		want:  resp.ContentLength,
+		resp:  resp,
+		fresh: fr,
+		vary:  vary,
+		rtime: now,
+		hdr:   storedHeader(resp.Header, policy.StripFields(resp.Header, p.cfg.Policy)),
+	}, ""
+}
+
+func hasValidator(h http.Header) bool {
+	return len(h["Etag"]) > 0 || len(h["Last-Modified"]) > 0
+}
+
+// markHitForMiss stores a marker that sends the key's requests straight
+// upstream for hitForMissTTL.
+func (p *Proxy) markHitForMiss(f *fill) {
+	p.store.Set(f.hash, &cachestore.Entry{Key: keyString(f.host, f.uri), Flags: flagHitForMiss}, hitForMissTTL)
+}
+
+// staleIfError reports whether f's stale entry may answer for a failed
+// upstream (RFC 5861 §4, with the operator's grace as default).
+func (p *Proxy) staleIfError(f *fill, now time.Time) bool {
+	e := f.stale
+	return e != nil && policy.StaleIfError(f.req, entryFreshness(e), entryAge(e, now), p.cfg.Grace)
+}
+
+// replaceResponse turns resp into the stored response e (after a 304, or
+// stale content after an error), answering 304 instead when the client's
+// own conditional request matches it.
+func (p *Proxy) replaceResponse(resp *http.Response, f *fill, e *cachestore.Entry, st Status, cs string) {
+	_ = resp.Body.Close()
+	p.counts[st].Add(1)
+	hdr := blockHeader(e.Header.Body().Aux())
+	h := make(http.Header, len(hdr)+5)
+	for k, v := range hdr {
+		h[k] = v
+	}
+	now := p.now()
+	h["Date"] = p.dates.get(e.Date)
+	h["Age"] = ageValue(entryAge(e, now))
+	h["X-Cache"] = xCache[st]
+	h["Cache-Status"] = []string{cs}
+	h.Add("Via", via(resp.ProtoMajor, resp.ProtoMinor))
+	resp.Header = h
+	resp.StatusCode = int(e.Status)
+	resp.Status = ""
+	body := e.Body.Bytes()
+	resp.ContentLength = int64(len(body))
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent) &&
+		policy.NotModified(f.reqHeader, blockField(hdr, "Etag"), blockField(hdr, "Last-Modified")) {
+		for _, k := range notModifiedDrop {
+			delete(h, k)
+		}
+		resp.StatusCode = http.StatusNotModified
+		resp.ContentLength = 0
+		resp.Body = http.NoBody
+		p.notModified.Add(1)
+	}
+	if f.method == http.MethodHead {
+		resp.Body = http.NoBody
+	}
+}
+
+// freshen applies a 304 to f's stale entry (RFC 9111 §4.3.4) and stores
+// the refreshed entry, which shares the stored body. It returns nil if the
+// 304 does not fit the stored response.
+func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) *cachestore.Entry {
+	old := f.stale
+	oldHdr := blockHeader(old.Header.Body().Aux())
+	if !policy.CanFreshen(oldHdr, resp.Header) {
+		return nil
+	}
+	merged := policy.UpdateStoredHeader(oldHdr, resp.Header)
+	hdr := storedHeader(merged, policy.StripFields(merged, p.cfg.Policy))
+	fr := policy.ResponseFreshness(int(old.Status), merged, now, p.cfg.Policy)
+	body := old.Body.Body()
+	bodyRef := p.bodies.Put(body.Bytes(), body.Hash(), nil)
+	e := p.newEntry(old.Key, int(old.Status), hdr, int64(len(body.Bytes())), bodyRef, fr, resp.Header, f.reqTime, now)
+	e.Flags |= old.Flags & flagSynthETag
+	p.put(f, e, old.Key, fr)
+	return e
 }
 
 // capture wraps an upstream body that is to be stored: it passes the bytes
@@ -172,62 +336,92 @@ func (c *capture) finish(end int) {
 // commit stores a completely received response.
 func (p *Proxy) commit(c *capture) {
 	f := c.f
-	c.hdr["Content-Length"] = []string{strconv.FormatInt(c.n, 10)}
-	block := renderHeader(c.hdr)
-	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
+	if p.cfg.SynthesizeETag && !hasValidator(c.hdr) {
+		c.hdr["Etag"] = []string{fmt.Sprintf(`"dc-%016x"`, c.b.Sum())}
+	}
 	bodyRef := c.b.Put(p.bodies, nil)
-
-	date := c.rtime
-	if d, err := http.ParseTime(c.resp.Header.Get("Date")); err == nil {
-		date = d
-	}
-	var flags uint32
-	if c.fresh.NoCache {
-		flags |= flagNoCache
-	}
-	if c.fresh.MustRevalidate {
-		flags |= flagMustRevalidate
-	}
-	if c.fresh.Heuristic {
-		flags |= flagHeuristic
-	}
 	primary := keyString(f.host, f.uri)
-	e := &cachestore.Entry{
-		Key:             primary,
-		Header:          hdrRef,
-		Body:            bodyRef,
-		Stored:          c.rtime.UnixNano(),
-		Date:            date.Unix(),
-		Status:          int32(c.resp.StatusCode),
-		Flags:           flags,
-		Lifetime:        seconds(c.fresh.Lifetime),
-		InitialAge:      seconds(policy.InitialAge(c.resp.Header, f.reqTime, c.rtime)),
-		StaleRevalidate: seconds(c.fresh.StaleWhileRevalidate),
-		StaleError:      seconds(c.fresh.StaleIfError),
+	e := p.newEntry(primary, c.resp.StatusCode, c.hdr, c.n, bodyRef, c.fresh, c.resp.Header, f.reqTime, c.rtime)
+	if _, synth := c.resp.Header["Etag"]; !synth && len(c.hdr["Etag"]) > 0 {
+		e.Flags |= flagSynthETag
 	}
-	ttl := p.keepFor(c.fresh, time.Duration(e.InitialAge)*time.Second)
-	if len(c.vary) == 0 {
-		p.store.Set(f.hash, e, ttl)
-	} else {
+	if len(c.vary) > 0 {
 		e.Key = variantKey(primary, policy.VaryKey(c.vary, f.reqHeader))
-		p.store.Set(keyHashString(e.Key), e, ttl)
-		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(c.vary, ",")}, ttl)
+		p.put(f, e, primary, c.fresh, c.vary...)
+	} else {
+		p.put(f, e, primary, c.fresh)
 	}
-	// Make the entry visible to the next request (ristretto applies new
-	// keys asynchronously).
-	p.store.Wait()
+	f.committed.Store(true)
 	p.fills.stored.Add(1)
 }
 
-// keepFor is how long an entry stays in the store: while it is fresh and
-// while stale content may still be served from it.
-func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration) time.Duration {
+// newEntry builds an entry: hdr (already filtered by storedHeader) gets the
+// body's Content-Length and goes to the header store.
+func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
+	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
+	hdr["Via"] = append(hdr["Via"], via(1, 1))
+	block := renderHeader(hdr)
+	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
+	date := respTime
+	if d, err := http.ParseTime(respHdr.Get("Date")); err == nil {
+		date = d
+	}
+	var flags uint32
+	if fr.NoCache {
+		flags |= flagNoCache
+	}
+	if fr.MustRevalidate {
+		flags |= flagMustRevalidate
+	}
+	if fr.Heuristic {
+		flags |= flagHeuristic
+	}
+	return &cachestore.Entry{
+		Key:             key,
+		Header:          hdrRef,
+		Body:            body,
+		Stored:          respTime.UnixNano(),
+		Date:            date.Unix(),
+		Status:          int32(status),
+		Flags:           flags,
+		Lifetime:        seconds(fr.Lifetime),
+		InitialAge:      seconds(policy.InitialAge(respHdr, reqTime, respTime)),
+		StaleRevalidate: seconds(fr.StaleWhileRevalidate),
+		StaleError:      seconds(fr.StaleIfError),
+	}
+}
+
+// put stores e (a response for the primary key, or one of its variants
+// when vary is given) and makes it visible to the next lookup.
+func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Freshness, vary ...string) {
+	ttl := p.keepFor(fr, time.Duration(e.InitialAge)*time.Second, e.Header.Body())
+	if e.Key == primary {
+		p.store.Set(f.hash, e, ttl)
+	} else {
+		vh := keyHashString(e.Key)
+		p.index.addVariant(f.hash, vh)
+		p.store.Set(vh, e, ttl)
+		if len(vary) > 0 {
+			p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, ttl)
+		}
+	}
+	// New keys reach ristretto's map asynchronously: wait, so that the
+	// next request for the key finds it.
+	p.store.Wait()
+}
+
+// keepFor is how long an entry stays in the store: while it is fresh,
+// while stale content may still be served from it, and, when it has
+// validators, a while longer so it can be revalidated instead of refetched.
+func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedupbody.Body) time.Duration {
 	stale := max(fr.StaleWhileRevalidate, fr.StaleIfError, p.cfg.Grace)
 	if fr.MustRevalidate {
 		stale = 0
 	}
-	ttl := fr.Lifetime - initialAge + stale
-	return max(ttl, time.Second)
+	if h := blockHeader(hdr.Aux()); len(h["Etag"]) > 0 || len(h["Last-Modified"]) > 0 {
+		stale = max(stale, p.cfg.Keep)
+	}
+	return max(fr.Lifetime-initialAge+stale, time.Second)
 }
 
 // seconds converts d to whole seconds, saturating at int32.

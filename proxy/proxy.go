@@ -13,15 +13,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/sync/singleflight"
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
@@ -43,8 +48,22 @@ type Proxy struct {
 	now     func() time.Time
 	started time.Time
 
-	counts [numStatus]atomic.Int64
-	fills  fillCounts
+	flights singleflight.Group
+	index   *keyIndex
+	ctx     context.Context // canceled by Close: background refreshes stop
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // background refreshes
+
+	counts      [numStatus]atomic.Int64
+	fills       fillCounts
+	revalidated atomic.Int64 // stale entries refreshed by a 304
+	notModified atomic.Int64 // 304s answered from the cache
+	ranges      atomic.Int64 // 206s answered from the cache
+	coalesced   atomic.Int64 // waiters answered from their leader's response
+	refreshes   atomic.Int64 // background refreshes started
+	served      atomic.Int64 // body bytes written from the cache
+	invalidated atomic.Int64 // entries removed by unsafe requests
+	upstream    upstreamStats
 }
 
 // fillCounts count what happened to responses the proxy tried to store.
@@ -88,7 +107,11 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
+		ctx:     ctx,
+		cancel:  cancel,
+		index:   newKeyIndex(),
 		cfg:     cfg,
 		log:     cfg.Logger,
 		bodies:  dedupbody.New(dedupbody.Config{}),
@@ -100,6 +123,7 @@ func New(cfg Config) (*Proxy, error) {
 		MaxMemory:       cfg.MaxMemory,
 		ExpectedEntries: cfg.ExpectedEntries,
 		Stores:          []*dedupbody.Store{p.bodies, p.headers},
+		OnRelease:       p.index.released,
 	})
 	if err != nil {
 		return nil, err
@@ -127,6 +151,7 @@ func New(cfg Config) (*Proxy, error) {
 			pr.SetURL(up)
 			pr.SetXForwarded()
 			pr.Out.Header.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
+			p.rewrite(pr)
 		},
 		Transport:      p.tr,
 		FlushInterval:  -1, // stream: flush every write
@@ -162,6 +187,8 @@ func (p *Proxy) upstreamRouter() http.Handler {
 // Close releases every cached entry and the upstream connections. The
 // servers using the handlers must be shut down first.
 func (p *Proxy) Close() {
+	p.cancel()
+	p.bg.Wait()
 	p.store.Close()
 	p.tr.CloseIdleConnections()
 }
@@ -175,44 +202,45 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	host, uri := keyParts(r)
 	h := keyHash(host, uri)
-	fwd := "uri-miss"
-	e, ok := p.store.Get(h)
-	if ok && !keyIs(e.Key, host, uri) {
-		ok = false // a 64-bit hash collision: treat as a miss
-	}
-	if ok && e.Vary != "" {
-		if e, ok = p.variant(e, r); !ok {
-			fwd = "vary-miss"
-		}
-	}
-
-	var req policy.Request
+	e, fwd := p.lookup(r, host, uri, h)
+	req := noDirectives
 	hasDirectives := len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0
 	if hasDirectives {
 		req = policy.ParseRequest(r.Header)
 	}
-	if ok {
+	var stale *cachestore.Entry
+	if e != nil {
+		if e.Flags&flagHitForMiss != 0 {
+			p.forward(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h})
+			return
+		}
 		now := p.now()
 		age := entryAge(e, now)
 		fr := entryFreshness(e)
-		action := policy.Serve
-		if hasDirectives {
-			action, _ = policy.Evaluate(req, fr, age)
-		} else if age >= fr.Lifetime || fr.NoCache {
-			action = policy.Revalidate
-		}
-		if action == policy.Serve {
-			p.serveEntry(w, r, e, age, fr.Lifetime-age, StatusHit)
+		if !hasDirectives && age < fr.Lifetime && !fr.NoCache {
+			p.serveEntry(w, r, e, age, hitValue(fr.Lifetime-age), StatusHit) // the common hit
 			return
 		}
+		switch action, _ := policy.Evaluate(req, fr, age); action {
+		case policy.Serve:
+			cs := hitValue(fr.Lifetime - age)
+			if age >= fr.Lifetime {
+				cs = []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=max-stale"}
+			}
+			p.serveEntry(w, r, e, age, cs, StatusHit)
+			return
+		case policy.ServeStale:
+			p.serveEntry(w, r, e, age, []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=stale-while-revalidate"}, StatusStale)
+			p.refresh(r, e, host, uri, h)
+			return
+		}
+		stale = e
 		fwd = "stale"
+		if hasDirectives && (req.CC.NoCache || req.PragmaNoCache) {
+			fwd = "request"
+		}
 	}
-	p.miss(w, r, &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h}, ok, hasDirectives, req)
-}
-
-// miss handles a request the cache cannot answer from a stored response.
-// stored says whether an (unusable) response is stored.
-func (p *Proxy) miss(w http.ResponseWriter, r *http.Request, f *fill, stored, hasDirectives bool, req policy.Request) {
+	f := &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h, stale: stale, req: req}
 	if hasDirectives && req.CC.OnlyIfCached {
 		// RFC 9111 §5.2.1.7: nothing usable is stored.
 		p.counts[StatusMiss].Add(1)
@@ -223,17 +251,61 @@ func (p *Proxy) miss(w http.ResponseWriter, r *http.Request, f *fill, stored, ha
 	}
 	if hasDirectives && req.CC.NoStore {
 		f.noStore = true
-		if !stored {
+		if stale == nil {
 			f.fwd = "request"
 		}
 	}
-	if hasDirectives && (req.CC.NoCache || req.PragmaNoCache) && stored {
-		f.fwd = "request"
-	}
-	if r.Method == http.MethodHead {
+	if r.Method == http.MethodHead || f.noStore {
 		f.noStore = true // a HEAD response has no body to store
+		p.forward(w, r, f)
+		return
 	}
-	p.forward(w, r, f)
+	p.coalesce(w, r, f)
+}
+
+// lookup returns the entry stored for r (resolving Vary), or nil and the
+// Cache-Status fwd reason.
+func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore.Entry, string) {
+	e, ok := p.store.Get(h)
+	if !ok || !keyIs(e.Key, host, uri) {
+		return nil, "uri-miss" // absent, or a 64-bit hash collision
+	}
+	if e.Vary != "" {
+		if e, ok = p.variant(e, r); !ok {
+			return nil, "vary-miss"
+		}
+	}
+	return e, ""
+}
+
+// serveFromCache answers r from the cache if a response usable for it is
+// stored, with detail in Cache-Status; it reports whether it did.
+func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, detail string) bool {
+	host, uri := keyParts(r)
+	e, _ := p.lookup(r, host, uri, keyHash(host, uri))
+	if e == nil || e.Flags&flagHitForMiss != 0 {
+		return false
+	}
+	age := entryAge(e, p.now())
+	fr := entryFreshness(e)
+	req := noDirectives
+	if len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0 {
+		req = policy.ParseRequest(r.Header)
+		if req.CC.NoCache || req.PragmaNoCache {
+			// The leader just fetched it for this flight: that is the
+			// validation the request asked for.
+			req.CC.NoCache, req.PragmaNoCache = false, false
+		}
+	}
+	if action, _ := policy.Evaluate(req, fr, age); action != policy.Serve {
+		return false
+	}
+	cs := hitValue(fr.Lifetime - age)
+	if detail != "" {
+		cs = []string{cs[0] + "; detail=" + detail}
+	}
+	p.serveEntry(w, r, e, age, cs, StatusHit)
+	return true
 }
 
 // variant resolves a Vary index entry to the variant for r.
@@ -247,24 +319,6 @@ func (p *Proxy) variant(index *cachestore.Entry, r *http.Request) (*cachestore.E
 	return e, true
 }
 
-// serveEntry writes a stored response. This is the hit path: it must not
-// allocate beyond what net/http does, nor copy the body.
-func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, age, ttl time.Duration, st Status) {
-	p.counts[st].Add(1)
-	h := w.Header()
-	for k, v := range blockHeader(e.Header.Body().Aux()) {
-		h[k] = v
-	}
-	h["Date"] = p.dates.get(e.Date)
-	h["Age"] = ageValue(age)
-	h["X-Cache"] = xCache[st]
-	h["Cache-Status"] = hitValue(ttl)
-	w.WriteHeader(int(e.Status))
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(e.Body.Bytes())
-	}
-}
-
 // entryAge is the entry's current_age (RFC 9111 §4.2.3).
 func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
 	return time.Duration(e.InitialAge)*time.Second + time.Duration(now.UnixNano()-e.Stored)
@@ -272,9 +326,11 @@ func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
 
 // Entry flag bits.
 const (
-	flagNoCache uint32 = 1 << iota
-	flagMustRevalidate
-	flagHeuristic
+	flagNoCache        uint32 = 1 << iota // revalidate before every use
+	flagMustRevalidate                    // never serve stale
+	flagHeuristic                         // lifetime is heuristic
+	flagHitForMiss                        // marker: the URL's response was not storable
+	flagSynthETag                         // the ETag was made by us, not the origin
 )
 
 // entryFreshness rebuilds the policy view of an entry.
@@ -296,6 +352,9 @@ type fillKey struct{}
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
 	f.method = r.Method
 	f.reqHeader = r.Header
+	if f.host == "" {
+		f.host, f.uri = keyParts(r)
+	}
 	f.reqTime = p.now()
 	ctx := context.WithValue(r.Context(), fillKey{}, f)
 	p.router.ServeHTTP(w, r.WithContext(ctx))
@@ -314,8 +373,18 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	p.fills.upstream5.Add(1)
 	st := StatusMiss
-	if f, _ := r.Context().Value(fillKey{}).(*fill); f != nil {
+	f, _ := r.Context().Value(fillKey{}).(*fill)
+	if f != nil {
 		st = f.status
+		p.upstreamDone(f, 0, p.now())
+		if now := p.now(); p.staleIfError(f, now) {
+			// RFC 5861 §4: serve the stored response instead of the error.
+			e := f.stale
+			p.log.Warn("upstream error; serving stale", "uri", r.RequestURI, "err", err)
+			cs := []string{fmt.Sprintf("%s; fwd=%s; detail=stale-if-error", cacheName, f.fwd)}
+			p.serveEntry(w, r, e, entryAge(e, now), cs, StatusStale)
+			return
+		}
 	}
 	p.counts[st].Add(1)
 	p.log.Warn("upstream error", "method", r.Method, "uri", r.RequestURI, "status", status, "err", err)
@@ -323,3 +392,170 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("Cache-Status", cacheName+"; fwd=uri-miss; detail=upstream-error")
 	http.Error(w, msg, status)
 }
+
+// proxyRequest is the outbound request handed to Rewrite.
+type proxyRequest = httputil.ProxyRequest
+
+// invalidateFor drops the stored responses that an unsafe request with a
+// non-error response invalidates (RFC 9111 §4.4): its target URI and the
+// same-origin URIs in Location and Content-Location, every variant included.
+func (p *Proxy) invalidateFor(resp *http.Response) {
+	in := resp.Request
+	f, _ := in.Context().Value(fillKey{}).(*fill)
+	if f == nil {
+		return
+	}
+	host := f.host
+	p.invalidate(host, f.uri)
+	for _, field := range []string{"Location", "Content-Location"} {
+		v := resp.Header.Get(field)
+		if v == "" {
+			continue
+		}
+		u, err := in.URL.Parse(v)
+		if err != nil || (u.Host != "" && !strings.EqualFold(u.Host, in.URL.Host) && !strings.EqualFold(u.Host, host)) {
+			continue // another origin: §4.4 forbids invalidating it
+		}
+		p.invalidate(host, u.RequestURI())
+	}
+}
+
+// invalidate removes the response stored for host and uri, with its
+// variants. It returns how many entries were removed.
+func (p *Proxy) invalidate(host, uri string) int {
+	h := keyHash(host, uri)
+	n := 0
+	if e, ok := p.store.Get(h); ok && keyIs(e.Key, host, uri) {
+		p.store.Del(h)
+		n++
+	}
+	for _, v := range p.index.take(h) {
+		if _, ok := p.store.Get(v); ok {
+			p.store.Del(v)
+			n++
+		}
+	}
+	p.invalidated.Add(int64(n))
+	return n
+}
+
+// upstreamStats counts upstream responses by status class and their
+// latency.
+type upstreamStats struct {
+	byClass [6]atomic.Int64 // [0] = no response (transport error)
+	seconds atomic.Int64    // total latency, nanoseconds
+	count   atomic.Int64
+	observe func(seconds float64) // metrics hook, may be nil
+}
+
+// upstreamDone records an upstream exchange that ended with status (0: no
+// response) at now.
+func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
+	class := status / 100
+	if class < 0 || class > 5 {
+		class = 0
+	}
+	p.upstream.byClass[class].Add(1)
+	d := now.Sub(f.reqTime)
+	p.upstream.seconds.Add(int64(d))
+	p.upstream.count.Add(1)
+	if p.upstream.observe != nil {
+		p.upstream.observe(d.Seconds())
+	}
+}
+
+// refresh revalidates or refetches e in the background (RFC 5861
+// stale-while-revalidate), once per key: it joins the key's flight.
+func (p *Proxy) refresh(r *http.Request, e *cachestore.Entry, host, uri string, h uint64) {
+	if p.ctx.Err() != nil {
+		return
+	}
+	f := &fill{
+		status: StatusMiss, fwd: "stale", host: host, uri: uri, hash: h,
+		method: http.MethodGet, reqHeader: r.Header.Clone(), stale: e, leader: true,
+	}
+	p.bg.Add(1)
+	ch := p.flights.DoChan(keyString(host, uri), func() (any, error) {
+		p.refreshes.Add(1)
+		p.fetchInBackground(f)
+		return flightResult{stored: f.committed.Load()}, nil
+	})
+	go func() {
+		defer p.bg.Done()
+		<-ch
+	}()
+}
+
+// fetchInBackground performs f's upstream request with no client: it
+// stores the response (or freshens f.stale on 304) and discards the body.
+func (p *Proxy) fetchInBackground(f *fill) {
+	defer func() {
+		if pv := recover(); pv != nil {
+			p.log.Error("background refresh panicked", "key", keyString(f.host, f.uri), "panic", pv)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ResponseHeaderTimeout+time.Minute)
+	defer cancel()
+	u := *p.cfg.Upstream
+	ref, err := url.ParseRequestURI(f.uri)
+	if err != nil {
+		return
+	}
+	u.Path = singleJoin(u.Path, ref.Path)
+	u.RawPath = ""
+	u.RawQuery = ref.RawQuery
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return
+	}
+	for k, v := range f.reqHeader {
+		out.Header[k] = v
+	}
+	for _, k := range policy.HopByHop {
+		out.Header.Del(k)
+	}
+	out.Header.Add("Via", via(1, 1))
+	if ae := policy.AcceptEncodingBucket(f.reqHeader); ae != "" {
+		out.Header.Set("Accept-Encoding", ae)
+	}
+	setValidators(out.Header, f.stale)
+	f.reqTime = p.now()
+	resp, err := p.tr.RoundTrip(out)
+	if err != nil {
+		p.upstreamDone(f, 0, p.now())
+		p.log.Warn("background refresh failed", "key", keyString(f.host, f.uri), "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	now := p.now()
+	p.upstreamDone(f, resp.StatusCode, now)
+	if resp.StatusCode == http.StatusNotModified {
+		if p.freshen(f, resp, now) != nil {
+			p.revalidated.Add(1)
+		}
+		return
+	}
+	c, _ := p.decide(f, resp, now)
+	if c == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, c)
+	_ = c.Close()
+}
+
+// singleJoin joins two URL paths with exactly one slash between them.
+func singleJoin(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
+		return a + b[1:]
+	case !strings.HasSuffix(a, "/") && !strings.HasPrefix(b, "/"):
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// noDirectives is the policy view of a request without Cache-Control or
+// Pragma (the zero policy.Request would read as "max-age=0").
+var noDirectives = policy.ParseRequest(http.Header{})

@@ -1,0 +1,152 @@
+package policy
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestUpdateStoredHeader(t *testing.T) {
+	tests := []struct {
+		name              string
+		stored, notModifd http.Header
+		want              http.Header
+	}{
+		{"§3.2 304 fields replace stored ones; Content-Length is kept",
+			hdr("Cache-Control", "max-age=60", "Etag", `"a"`, "X-Old", "1", "Content-Length", "100"),
+			hdr("Cache-Control", "max-age=120", "Date", date(t0), "Content-Length", "0"),
+			hdr("Cache-Control", "max-age=120", "Etag", `"a"`, "X-Old", "1", "Content-Length", "100", "Date", date(t0))},
+		{"§3.2 fields the stored body depends on are kept",
+			hdr("Content-Type", "application/json", "Content-Encoding", "gzip"),
+			hdr("Content-Type", "text/plain", "Content-Encoding", "br", "Content-Range", "bytes 0-1/2"),
+			hdr("Content-Type", "application/json", "Content-Encoding", "gzip")},
+		{"§3.1 hop-by-hop, Connection-listed and proxy fields are not added",
+			hdr("X-A", "1"),
+			hdr("Connection", "X-Hop", "X-Hop", "1", "Keep-Alive", "timeout=5", "Transfer-Encoding", "chunked", "Proxy-Authentication-Info", "x"),
+			hdr("X-A", "1")},
+		{"§3.2 every line of a field is replaced",
+			hdr("Link", "<a>", "Link", "<b>"), hdr("Link", "<c>"), hdr("Link", "<c>")},
+		{"§3.2 nil stored header", nil, hdr("Etag", `"a"`), hdr("Etag", `"a"`)},
+		{"§3.2 non-canonical key in the 304 is canonicalized",
+			hdr("Cache-Control", "max-age=1"), http.Header{"cache-control": {"max-age=2"}}, hdr("Cache-Control", "max-age=2")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			storedBefore, nmBefore := tt.stored.Clone(), tt.notModifd.Clone()
+			got := UpdateStoredHeader(tt.stored, tt.notModifd)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("UpdateStoredHeader = %v; want %v", got, tt.want)
+			}
+			if !reflect.DeepEqual(tt.stored, storedBefore) || !reflect.DeepEqual(tt.notModifd, nmBefore) {
+				t.Errorf("inputs modified: stored %v, 304 %v", tt.stored, tt.notModifd)
+			}
+			for k, vv := range got { // the result must not alias the inputs
+				for i := range vv {
+					vv[i] = "changed"
+				}
+				if v := tt.stored[k]; len(v) > 0 && v[0] == "changed" {
+					t.Errorf("result shares %s with stored", k)
+				}
+				if v := tt.notModifd[k]; len(v) > 0 && v[0] == "changed" {
+					t.Errorf("result shares %s with the 304", k)
+				}
+			}
+		})
+	}
+}
+
+func TestCanFreshen(t *testing.T) {
+	lm := date(t0)
+	tests := []struct {
+		name      string
+		stored    http.Header
+		notModifd http.Header
+		want      bool
+	}{
+		{"§4.3.4 same strong ETag", hdr("Etag", `"a"`), hdr("Etag", `"a"`), true},
+		{"§4.3.4 different strong ETag: must not update", hdr("Etag", `"a"`), hdr("Etag", `"b"`), false},
+		{"§4.3.4 strong ETag against a weak stored one", hdr("Etag", `W/"a"`), hdr("Etag", `"a"`), false},
+		{"§4.3.4 weak ETag matches a strong stored one weakly", hdr("Etag", `"a"`), hdr("Etag", `W/"a"`), true},
+		{"§4.3.4 weak matches weak", hdr("Etag", `W/"a"`), hdr("Etag", `W/"a"`), true},
+		{"§4.3.4 ETag in the 304, none stored", hdr(), hdr("Etag", `"a"`), false},
+		{"§4.3.4 invalid ETag in the 304", hdr("Etag", `"a"`), hdr("Etag", `a`), false},
+		{"§4.3.4 same Last-Modified", hdr("Last-Modified", lm), hdr("Last-Modified", lm), true},
+		{"§4.3.4 different Last-Modified", hdr("Last-Modified", lm), hdr("Last-Modified", date(t0.Add(time.Second))), false},
+		{"§4.3.4 no validator in the 304", hdr("Etag", `"a"`), hdr("Cache-Control", "max-age=5"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CanFreshen(tt.stored, tt.notModifd); got != tt.want {
+				t.Errorf("CanFreshen = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNotModified(t *testing.T) {
+	lm := date(t0)
+	tests := []struct {
+		name     string
+		req      http.Header
+		etag, lm string
+		want     bool
+	}{
+		{"RFC 9110 §8.8.3.2 weak comparison: W/ against strong", hdr("If-None-Match", `W/"a"`), `"a"`, "", true},
+		{"RFC 9110 §8.8.3.2 weak comparison: strong against W/", hdr("If-None-Match", `"a"`), `W/"a"`, "", true},
+		{"RFC 9110 §13.1.2 one of a list", hdr("If-None-Match", `"x", "a"`), `"a"`, "", true},
+		{"RFC 9110 §13.1.2 list over several lines", hdr("If-None-Match", `"x"`, "If-None-Match", `"a"`), `"a"`, "", true},
+		{"RFC 9110 §13.1.2 no match", hdr("If-None-Match", `"x", "y"`), `"a"`, "", false},
+		{"RFC 9110 §13.1.2 star", hdr("If-None-Match", "*"), `"a"`, "", true},
+		{"RFC 9110 §8.8.3 comma inside an entity-tag", hdr("If-None-Match", `"a,b"`), `"a,b"`, "", true},
+		{"RFC 9110 §5.6.1 empty list members", hdr("If-None-Match", ` , "a" ,`), `"a"`, "", true},
+		{"RFC 9110 §13.1.2 unparsable list: no", hdr("If-None-Match", `abc, "a"`), `"a"`, "", false},
+		{"RFC 9110 §13.1.2 stored response without ETag", hdr("If-None-Match", `"a"`), "", lm, false},
+		{"RFC 9110 §13.2.2 If-None-Match takes precedence over If-Modified-Since",
+			hdr("If-None-Match", `"x"`, "If-Modified-Since", lm), `"a"`, lm, false},
+		{"RFC 9110 §13.1.3 Last-Modified equal to If-Modified-Since", hdr("If-Modified-Since", lm), "", lm, true},
+		{"RFC 9110 §13.1.3 Last-Modified earlier", hdr("If-Modified-Since", date(t0.Add(time.Hour))), "", lm, true},
+		{"RFC 9110 §13.1.3 Last-Modified later", hdr("If-Modified-Since", date(t0.Add(-time.Hour))), "", lm, false},
+		{"RFC 9110 §13.1.3 invalid date is ignored", hdr("If-Modified-Since", "yesterday"), "", lm, false},
+		{"RFC 9110 §13.1.3 more than one member is ignored", hdr("If-Modified-Since", lm, "If-Modified-Since", lm), "", lm, false},
+		{"RFC 9111 §4.3.2 no Last-Modified: Date passed instead still works", hdr("If-Modified-Since", lm), `"a"`, lm, true},
+		{"RFC 9110 §13.1.3 no stored date", hdr("If-Modified-Since", lm), "", "", false},
+		{"no conditional fields", hdr(), `"a"`, lm, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NotModified(tt.req, tt.etag, tt.lm); got != tt.want {
+				t.Errorf("NotModified = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestInvalidates(t *testing.T) {
+	tests := []struct {
+		name   string
+		method string
+		status int
+		want   bool
+	}{
+		{"§4.4 POST 200", "POST", 200, true},
+		{"§4.4 PUT 204", "PUT", 204, true},
+		{"§4.4 PATCH 302", "PATCH", 302, true},
+		{"§4.4 DELETE 404 is an error", "DELETE", 404, false},
+		{"§4.4 POST 500 is an error", "POST", 500, false},
+		{"§4.4 POST 1xx is not a non-error final status", "POST", 103, false},
+		{"§4.4 unknown method: safety unknown", "PURGE", 200, true},
+		{"RFC 9110 §9.1 methods are case-sensitive: 'get' is unknown", "get", 200, true},
+		{"§4.4 GET is safe", "GET", 200, false},
+		{"§4.4 HEAD is safe", "HEAD", 200, false},
+		{"§4.4 OPTIONS is safe", "OPTIONS", 200, false},
+		{"§4.4 TRACE is safe", "TRACE", 200, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Invalidates(tt.method, tt.status); got != tt.want {
+				t.Errorf("Invalidates(%q, %d) = %v; want %v", tt.method, tt.status, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,440 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is a settable time source for p.now.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func withClock(c *clock) func(p *Proxy)  { return func(p *Proxy) { p.now = c.Now } }
+func setNow(p *Proxy, c *clock)          { p.now = c.Now }
+func expect(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: got %q; want %q", what, got, want)
+	}
+}
+
+// scripted is an origin whose next responses a test sets.
+type scripted struct {
+	now     func() time.Time // Date of responses; real time if nil
+	mu      sync.Mutex
+	status  int
+	header  http.Header
+	body    string
+	lastReq *http.Request
+}
+
+func (s *scripted) set(status int, body string, kv ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status, s.body, s.header = status, body, http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		s.header.Add(kv[i], kv[i+1])
+	}
+}
+
+func (s *scripted) handler(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.lastReq = r.Clone(r.Context())
+	status, body := s.status, s.body
+	for k, v := range s.header {
+		w.Header()[k] = v
+	}
+	if s.now != nil {
+		w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	}
+	s.mu.Unlock()
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == w.Header().Get("ETag") {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func (s *scripted) last() *http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastReq
+}
+
+func TestRevalidation(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "1")
+	o := newOrigin(t, s.handler)
+	p, srv := newTestProxy(t, o.URL, nil)
+	c := newClock()
+	setNow(p, c)
+	s.now = c.Now
+
+	do(t, "GET", srv.URL+"/r")
+	c.Advance(20 * time.Second) // stale
+	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "2")
+	resp, body := do(t, "GET", srv.URL+"/r")
+	// RFC 9111 §4.3.1: the stored validator is sent; §4.3.4: the 304's
+	// fields update the stored response, whose body is served.
+	expect(t, "If-None-Match sent", s.last().Header.Get("If-None-Match"), `"v1"`)
+	expect(t, "status", resp.Status, "200 OK")
+	expect(t, "body", body, "v1")
+	expect(t, "X-Cache", resp.Header.Get("X-Cache"), "HIT")
+	expect(t, "Cache-Status", resp.Header.Get("Cache-Status"), "dedupcache; fwd=stale; fwd-status=304")
+	expect(t, "updated field", resp.Header.Get("X-Version"), "2")
+	if p.revalidated.Load() != 1 {
+		t.Errorf("revalidated: got %d; want 1", p.revalidated.Load())
+	}
+	// Fresh again: a hit without going upstream.
+	before := o.hits.Load()
+	resp, _ = do(t, "GET", srv.URL+"/r")
+	expect(t, "X-Cache after 304", resp.Header.Get("X-Cache"), "HIT")
+	expect(t, "updated field on hit", resp.Header.Get("X-Version"), "2")
+	if o.hits.Load() != before {
+		t.Errorf("origin contacted for a fresh entry")
+	}
+	// A changed resource: 200 replaces the entry; identical bytes share one body.
+	c.Advance(20 * time.Second)
+	s.set(200, "v2", "Cache-Control", "max-age=10", "ETag", `"v2"`)
+	_, body = do(t, "GET", srv.URL+"/r")
+	expect(t, "new body", body, "v2")
+	_, body = do(t, "GET", srv.URL+"/r")
+	expect(t, "new body from cache", body, "v2")
+	if st := p.Stats(); st.Entries != 1 || st.BodiesUnique != 1 {
+		t.Errorf("entries %d bodies %d; want 1 1", st.Entries, st.BodiesUnique)
+	}
+}
+
+func TestClientConditional(t *testing.T) {
+	lm := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	s := &scripted{}
+	s.set(200, "body", "Cache-Control", "max-age=60", "ETag", `W/"w1"`, "Last-Modified", lm)
+	o := newOrigin(t, s.handler)
+	_, srv := newTestProxy(t, o.URL, nil)
+	do(t, "GET", srv.URL+"/c")
+	tests := []struct {
+		name   string
+		hdr    []string
+		status int
+	}{
+		{"If-None-Match weak match (RFC 9110 §13.1.2)", []string{"If-None-Match", `"w1"`}, 304},
+		{"If-None-Match list", []string{"If-None-Match", `"x", W/"w1"`}, 304},
+		{"If-None-Match star", []string{"If-None-Match", `*`}, 304},
+		{"If-None-Match other", []string{"If-None-Match", `"x"`}, 200},
+		{"If-Modified-Since equal (§13.1.3)", []string{"If-Modified-Since", lm}, 304},
+		{"If-Modified-Since older", []string{"If-Modified-Since", time.Now().Add(-2 * time.Hour).UTC().Format(http.TimeFormat)}, 200},
+		{"If-None-Match wins over If-Modified-Since (§13.2.2)", []string{"If-None-Match", `"x"`, "If-Modified-Since", lm}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, "GET", srv.URL+"/c", tt.hdr...)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status: got %d; want %d", resp.StatusCode, tt.status)
+			}
+			if tt.status == 304 && (body != "" || resp.Header.Get("ETag") != `W/"w1"`) {
+				t.Errorf("304: body %q, ETag %q", body, resp.Header.Get("ETag"))
+			}
+		})
+	}
+	if o.hits.Load() != 1 {
+		t.Errorf("origin requests: got %d; want 1", o.hits.Load())
+	}
+}
+
+func TestRange(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "0123456789", "Cache-Control", "max-age=60", "ETag", `"r1"`)
+	o := newOrigin(t, s.handler)
+	_, srv := newTestProxy(t, o.URL, nil)
+	do(t, "GET", srv.URL+"/g")
+	tests := []struct {
+		name         string
+		hdr          []string
+		status       int
+		body, crange string
+	}{
+		{"first bytes (RFC 9110 §14.1.2)", []string{"Range", "bytes=0-3"}, 206, "0123", "bytes 0-3/10"},
+		{"suffix", []string{"Range", "bytes=-2"}, 206, "89", "bytes 8-9/10"},
+		{"open end", []string{"Range", "bytes=7-"}, 206, "789", "bytes 7-9/10"},
+		{"unsatisfiable (§15.5.17)", []string{"Range", "bytes=20-30"}, 416, "", "bytes */10"},
+		{"multi-range answered whole", []string{"Range", "bytes=0-1,4-5"}, 200, "0123456789", ""},
+		{"If-Range matching (§13.1.5)", []string{"Range", "bytes=0-0", "If-Range", `"r1"`}, 206, "0", "bytes 0-0/10"},
+		{"If-Range not matching", []string{"Range", "bytes=0-0", "If-Range", `"old"`}, 200, "0123456789", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, "GET", srv.URL+"/g", tt.hdr...)
+			if resp.StatusCode != tt.status || body != tt.body || resp.Header.Get("Content-Range") != tt.crange {
+				t.Errorf("got %d %q %q; want %d %q %q", resp.StatusCode, body, resp.Header.Get("Content-Range"), tt.status, tt.body, tt.crange)
+			}
+		})
+	}
+}
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "old", "Cache-Control", "max-age=1, stale-while-revalidate=60")
+	o := newOrigin(t, s.handler)
+	p, srv := newTestProxy(t, o.URL, nil)
+	c := newClock()
+	setNow(p, c)
+	do(t, "GET", srv.URL+"/s")
+	c.Advance(10 * time.Second)
+	s.set(200, "new", "Cache-Control", "max-age=100")
+	resp, body := do(t, "GET", srv.URL+"/s")
+	// RFC 5861 §3: the stale response is served at once...
+	expect(t, "X-Cache", resp.Header.Get("X-Cache"), "STALE")
+	expect(t, "body", body, "old")
+	// ...and refreshed in the background.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, body = do(t, "GET", srv.URL+"/s")
+		if body == "new" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	expect(t, "after refresh", body, "new")
+}
+
+func TestStaleIfError(t *testing.T) {
+	tests := []struct {
+		name    string
+		cc      string
+		grace   time.Duration
+		advance time.Duration
+		status  int
+		xcache  string
+	}{
+		{"stale-if-error on 503 (RFC 5861 §4)", "max-age=1, stale-if-error=60", 0, 10 * time.Second, 200, "STALE"},
+		{"stale-if-error window passed", "max-age=1, stale-if-error=5", 0, 10 * time.Second, 503, "BYPASS"},
+		{"no stale-if-error, no grace", "max-age=1", 0, 10 * time.Second, 503, "BYPASS"},
+		{"operator grace", "max-age=1", time.Minute, 10 * time.Second, 200, "STALE"},
+		{"must-revalidate beats grace (RFC 9111 §5.2.2.2)", "max-age=1, must-revalidate", time.Minute, 10 * time.Second, 503, "BYPASS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &scripted{}
+			s.set(200, "good", "Cache-Control", tt.cc)
+			o := newOrigin(t, s.handler)
+			p, srv := newTestProxy(t, o.URL, func(c *Config) { c.Grace = tt.grace })
+			c := newClock()
+			setNow(p, c)
+			do(t, "GET", srv.URL+"/e")
+			c.Advance(tt.advance)
+			s.set(503, "down")
+			resp, body := do(t, "GET", srv.URL+"/e")
+			if resp.StatusCode != tt.status || resp.Header.Get("X-Cache") != tt.xcache {
+				t.Errorf("got %d %s %q; want %d %s", resp.StatusCode, resp.Header.Get("X-Cache"), body, tt.status, tt.xcache)
+			}
+			if tt.status == 200 && body != "good" {
+				t.Errorf("body: got %q; want the stale one", body)
+			}
+		})
+	}
+}
+
+func TestStaleIfErrorUpstreamDown(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "good", "Cache-Control", "max-age=1, stale-if-error=60")
+	o := newOrigin(t, s.handler)
+	p, srv := newTestProxy(t, o.URL, nil)
+	c := newClock()
+	setNow(p, c)
+	do(t, "GET", srv.URL+"/d")
+	o.Close()
+	c.Advance(5 * time.Second)
+	resp, body := do(t, "GET", srv.URL+"/d")
+	if resp.StatusCode != 200 || body != "good" || resp.Header.Get("X-Cache") != "STALE" {
+		t.Errorf("got %d %q %s; want 200 good STALE", resp.StatusCode, body, resp.Header.Get("X-Cache"))
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, "shared")
+	})
+	p, srv := newTestProxy(t, o.URL, nil)
+	const n = 1000
+	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	var started sync.WaitGroup
+	started.Add(n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started.Done()
+			resp, err := client.Get(srv.URL + "/cold")
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "shared" {
+				bad.Add(1)
+			}
+		}()
+	}
+	started.Wait()
+	// Let the requests reach the proxy and queue behind the leader.
+	deadline := time.Now().Add(10 * time.Second)
+	for o.hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Errorf("%d requests failed or got a wrong body", bad.Load())
+	}
+	if got := o.hits.Load(); got != 1 {
+		t.Errorf("upstream requests for %d concurrent cold requests: got %d; want 1", n, got)
+	}
+	t.Logf("coalesced waiters: %d, hits: %d", p.coalesced.Load(), p.counts[StatusHit].Load())
+	if st := p.Stats(); st.BodiesUnique != 1 {
+		t.Errorf("bodies: got %d; want 1", st.BodiesUnique)
+	}
+}
+
+func TestHitForMiss(t *testing.T) {
+	var inflight, maxInflight atomic.Int64
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			m := maxInflight.Load()
+			if n <= m || maxInflight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		w.Header().Set("Cache-Control", "private")
+		_, _ = io.WriteString(w, "mine")
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	do(t, "GET", srv.URL+"/p") // the leader finds out: not storable
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := do(t, "GET", srv.URL+"/p")
+			if !strings.Contains(resp.Header.Get("Cache-Status"), "hit-for-miss") {
+				t.Errorf("Cache-Status: got %q; want detail=hit-for-miss", resp.Header.Get("Cache-Status"))
+			}
+		}()
+	}
+	wg.Wait()
+	if maxInflight.Load() < 2 {
+		t.Errorf("requests for a hit-for-miss key were serialised (max in flight %d)", maxInflight.Load())
+	}
+}
+
+func TestInvalidation(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "v", "Cache-Control", "max-age=60", "Vary", "Accept-Language")
+	o := newOrigin(t, s.handler)
+	p, srv := newTestProxy(t, o.URL, nil)
+	for _, lang := range []string{"en", "fr"} {
+		do(t, "GET", srv.URL+"/doc", "Accept-Language", lang)
+	}
+	do(t, "GET", srv.URL+"/other")
+	if st := p.Stats(); st.Entries != 3 {
+		t.Fatalf("entries: got %d; want 3", st.Entries)
+	}
+	// RFC 9111 §4.4: a non-error response to an unsafe method invalidates
+	// the target URI (every variant) and same-origin Location.
+	s.set(201, "created", "Location", "/other")
+	resp, _ := do(t, "POST", srv.URL+"/doc")
+	expect(t, "POST X-Cache", resp.Header.Get("X-Cache"), "BYPASS")
+	p.store.Wait()
+	if st := p.Stats(); st.Entries != 0 {
+		t.Errorf("entries after POST: got %d; want 0", st.Entries)
+	}
+	s.set(200, "v", "Cache-Control", "max-age=60")
+	resp, _ = do(t, "GET", srv.URL+"/doc", "Accept-Language", "en")
+	expect(t, "after invalidation", resp.Header.Get("X-Cache"), "MISS")
+
+	// An error response invalidates nothing.
+	s.set(500, "boom")
+	do(t, "DELETE", srv.URL+"/doc")
+	s.set(200, "v", "Cache-Control", "max-age=60")
+	resp, _ = do(t, "GET", srv.URL+"/doc", "Accept-Language", "en")
+	expect(t, "after failed DELETE", resp.Header.Get("X-Cache"), "HIT")
+}
+
+func TestFreshnessRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		cc      []string // response fields
+		reqHdr  []string // second request's fields
+		advance time.Duration
+		want    string // X-Cache of the second request
+	}{
+		{"max-age fresh (RFC 9111 §4.2.1)", []string{"Cache-Control", "max-age=60"}, nil, 30 * time.Second, "HIT"},
+		{"max-age stale", []string{"Cache-Control", "max-age=60"}, nil, 90 * time.Second, "MISS"},
+		{"s-maxage beats max-age (§5.2.2.10)", []string{"Cache-Control", "max-age=1000, s-maxage=10"}, nil, 30 * time.Second, "MISS"},
+		{"Expires in the future (§5.3)", []string{"Expires", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, nil, 30 * time.Second, "HIT"},
+		{"no-cache revalidates every time (§5.2.2.4)", []string{"Cache-Control", "no-cache", "ETag", `"n"`}, nil, 0, "HIT"},
+		{"request max-age=0 (§5.2.1.1)", []string{"Cache-Control", "max-age=60", "ETag", `"m"`}, []string{"Cache-Control", "max-age=0"}, 5 * time.Second, "HIT"},
+		{"request min-fresh (§5.2.1.3)", []string{"Cache-Control", "max-age=60"}, []string{"Cache-Control", "min-fresh=50"}, 30 * time.Second, "MISS"},
+		{"request max-stale (§5.2.1.2)", []string{"Cache-Control", "max-age=60"}, []string{"Cache-Control", "max-stale=100"}, 90 * time.Second, "HIT"},
+		{"request no-cache (§5.2.1.4)", []string{"Cache-Control", "max-age=60"}, []string{"Cache-Control", "no-cache"}, 0, "MISS"},
+		{"Pragma no-cache (§5.4)", []string{"Cache-Control", "max-age=60"}, []string{"Pragma", "no-cache"}, 0, "MISS"},
+		{"heuristic from Last-Modified (§4.2.2)", []string{"Last-Modified", time.Now().Add(-100 * time.Hour).UTC().Format(http.TimeFormat)}, nil, time.Hour, "HIT"},
+		{"CDN-Cache-Control overrides (RFC 9213)", []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}, nil, 10 * time.Second, "HIT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &scripted{}
+			s.set(200, "x", tt.cc...)
+			o := newOrigin(t, s.handler)
+			p, srv := newTestProxy(t, o.URL, nil)
+			c := newClock()
+			setNow(p, c)
+			do(t, "GET", srv.URL+"/f")
+			c.Advance(tt.advance)
+			resp, _ := do(t, "GET", srv.URL+"/f", tt.reqHdr...)
+			if got := resp.Header.Get("X-Cache"); got != tt.want {
+				t.Errorf("X-Cache: got %s; want %s (Cache-Status %q)", got, tt.want, resp.Header.Get("Cache-Status"))
+			}
+		})
+	}
+}
+
+func TestSynthesizedETag(t *testing.T) {
+	o := newOrigin(t, cacheable("no validator"))
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.SynthesizeETag = true })
+	do(t, "GET", srv.URL+"/e")
+	resp, _ := do(t, "GET", srv.URL+"/e")
+	etag := resp.Header.Get("ETag")
+	if !strings.HasPrefix(etag, `"dc-`) {
+		t.Fatalf("ETag: got %q; want a synthesized strong ETag", etag)
+	}
+	resp, _ = do(t, "GET", srv.URL+"/e", "If-None-Match", etag)
+	if resp.StatusCode != 304 {
+		t.Errorf("conditional on synthesized ETag: got %d; want 304", resp.StatusCode)
+	}
+	_ = fmt.Sprint()
+}
