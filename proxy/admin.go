@@ -21,7 +21,7 @@ type Stats struct {
 	Bypasses int64   `json:"bypasses"`
 	HitRatio float64 `json:"hit_ratio"` // (hits+stale) / (hits+stale+misses); bypasses are not cacheable
 
-	Entries      int64   `json:"entries"`       // stored entries (Vary index entries included)
+	Entries      int64   `json:"entries"`       // stored responses (Vary indexes and hit-for-miss markers not counted)
 	BodiesUnique int64   `json:"bodies_unique"` // distinct bodies stored
 	BytesLogical int64   `json:"bytes_logical"` // body bytes summed over entries, as if not shared
 	BytesStored  int64   `json:"bytes_stored"`  // unique body bytes
@@ -60,7 +60,7 @@ func (p *Proxy) Stats() Stats {
 	cs := p.store.Stats()
 	bs := p.bodies.Stats()
 	hs := p.headers.Stats()
-	st.Entries = cs.Entries
+	st.Entries = cs.WithBody
 	st.BodiesUnique = bs.Bodies
 	st.BytesLogical = bs.LogicalBytes
 	st.BytesStored = bs.DataBytes
