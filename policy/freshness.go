@@ -56,7 +56,7 @@ func ResponseFreshness(status int, respHdr http.Header, responseTime time.Time, 
 		// take it to mean.
 		MustRevalidate: cc.MustRevalidate || cc.ProxyRevalidate ||
 			(cc.SMaxAge >= 0 && cc.StaleWhileRevalidate <= 0 && cc.StaleIfError <= 0),
-		NoCache:              cc.NoCache,
+		NoCache: cc.NoCache,
 	}
 	date := responseTime
 	if d, ok := httpDate(respHdr, "Date"); ok {

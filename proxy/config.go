@@ -42,6 +42,18 @@ type Config struct {
 	// get 304s from the cache.
 	SynthesizeETag bool
 
+	// TagHeader is the response field whose space- or comma-separated
+	// values are surrogate keys (tags) for purging; it is stripped before
+	// responses go to clients. Default "Surrogate-Key"; "-" disables tags.
+	TagHeader string
+	// AdminToken, if set, is the bearer token mutating admin endpoints
+	// (purge) require.
+	AdminToken string
+
+	// AccessLogEvery logs one request in this many ("access" records at
+	// Info); 0 (the default) turns the access log off, 1 logs every request.
+	AccessLogEvery int
+
 	// DialTimeout bounds connecting to the upstream. Default 5s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for the upstream's response

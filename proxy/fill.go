@@ -29,7 +29,8 @@ type fill struct {
 	host, uri string
 	hash      uint64
 	method    string
-	reqHeader http.Header // the client's request header (not the outbound one)
+	w         http.ResponseWriter // the client's writer (nil for background refreshes)
+	reqHeader http.Header         // the client's request header (not the outbound one)
 	req       policy.Request
 	reqTime   time.Time
 
@@ -130,6 +131,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Body = c
 	}
 	p.counts[st].Add(1)
+	if p.cfg.TagHeader != "" {
+		delete(resp.Header, p.cfg.TagHeader) // surrogate keys are for us only
+	}
 	resp.Header["X-Cache"] = xCache[st]
 	cs := cacheName + "; fwd=" + f.fwd
 	if f.stale != nil || f.fwd == "request" {
@@ -187,9 +191,23 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*capture, s
 		resp:  resp,
 		fresh: fr,
 		vary:  vary,
+		tags:  p.tags(resp.Header),
 		rtime: now,
-		hdr:   storedHeader(resp.Header, policy.StripFields(resp.Header, p.cfg.Policy)),
+		hdr:   storedHeader(resp.Header, append(policy.StripFields(resp.Header, p.cfg.Policy), p.cfg.TagHeader)),
 	}, ""
+}
+
+// tags returns the surrogate keys a response carries in the configured
+// tag header (space- or comma-separated).
+func (p *Proxy) tags(h http.Header) []string {
+	if p.cfg.TagHeader == "" {
+		return nil
+	}
+	var out []string
+	for _, line := range h[p.cfg.TagHeader] {
+		out = append(out, strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })...)
+	}
+	return out
 }
 
 func hasValidator(h http.Header) bool {
@@ -206,7 +224,7 @@ func (p *Proxy) markHitForMiss(f *fill) {
 // upstream (RFC 5861 §4, with the operator's grace as default).
 func (p *Proxy) staleIfError(f *fill, now time.Time) bool {
 	e := f.stale
-	return e != nil && policy.StaleIfError(f.req, entryFreshness(e), entryAge(e, now), p.cfg.Grace)
+	return e != nil && policy.StaleIfError(f.req, entryFreshness(e), entryAge(e, now), p.live().Grace)
 }
 
 // replaceResponse turns resp into the stored response e (after a 304, or
@@ -263,7 +281,12 @@ func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) *cachestore
 	bodyRef := p.bodies.Put(body.Bytes(), body.Hash(), nil)
 	e := p.newEntry(old.Key, int(old.Status), hdr, int64(len(body.Bytes())), bodyRef, fr, resp.Header, f.reqTime, now)
 	e.Flags |= old.Flags & flagSynthETag
-	p.put(f, e, old.Key, fr)
+	tags := p.tags(resp.Header)
+	if len(tags) == 0 {
+		tags = p.index.tagsOf(old)
+	}
+	primary, _, _ := strings.Cut(old.Key, "\x00")
+	p.put(f, e, primary, fr, tags)
 	return e
 }
 
@@ -282,6 +305,7 @@ type capture struct {
 	resp  *http.Response
 	fresh policy.Freshness
 	vary  []string
+	tags  []string // surrogate keys
 	rtime time.Time
 	hdr   http.Header
 
@@ -347,10 +371,8 @@ func (p *Proxy) commit(c *capture) {
 	}
 	if len(c.vary) > 0 {
 		e.Key = variantKey(primary, policy.VaryKey(c.vary, f.reqHeader))
-		p.put(f, e, primary, c.fresh, c.vary...)
-	} else {
-		p.put(f, e, primary, c.fresh)
 	}
+	p.put(f, e, primary, c.fresh, c.tags, c.vary...)
 	f.committed.Store(true)
 	p.fills.stored.Add(1)
 }
@@ -392,18 +414,20 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 }
 
 // put stores e (a response for the primary key, or one of its variants
-// when vary is given) and makes it visible to the next lookup.
-func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Freshness, vary ...string) {
+// when vary is given) with its surrogate keys, and makes it visible to the
+// next lookup.
+func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Freshness, tags []string, vary ...string) {
 	ttl := p.keepFor(fr, time.Duration(e.InitialAge)*time.Second, e.Header.Body())
-	if e.Key == primary {
-		p.store.Set(f.hash, e, ttl)
-	} else {
-		vh := keyHashString(e.Key)
-		p.index.addVariant(f.hash, vh)
-		p.store.Set(vh, e, ttl)
-		if len(vary) > 0 {
-			p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, ttl)
-		}
+	h := f.hash
+	if e.Key != primary {
+		h = keyHashString(e.Key)
+	}
+	// Index first: once stored, the entry may leave at any moment, and its
+	// release must find it in the index to remove it.
+	p.index.stored(h, f.hash, f.host, e, tags)
+	p.store.Set(h, e, ttl)
+	if e.Key != primary && len(vary) > 0 {
+		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, ttl)
 	}
 	// New keys reach ristretto's map asynchronously: wait, so that the
 	// next request for the key finds it.
@@ -414,12 +438,12 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 // while stale content may still be served from it, and, when it has
 // validators, a while longer so it can be revalidated instead of refetched.
 func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedupbody.Body) time.Duration {
-	stale := max(fr.StaleWhileRevalidate, fr.StaleIfError, p.cfg.Grace)
+	stale := max(fr.StaleWhileRevalidate, fr.StaleIfError, p.live().Grace)
 	if fr.MustRevalidate {
 		stale = 0
 	}
 	if h := blockHeader(hdr.Aux()); len(h["Etag"]) > 0 || len(h["Last-Modified"]) > 0 {
-		stale = max(stale, p.cfg.Keep)
+		stale = max(stale, p.live().Keep)
 	}
 	return max(fr.Lifetime-initialAge+stale, time.Second)
 }

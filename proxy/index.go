@@ -7,32 +7,91 @@ import (
 	"dedupcache/cachestore"
 )
 
-// keyIndex lists, for each primary key hash that has a Vary index, the
-// hashes of its stored variants, so that invalidating a URL reaches every
-// variant (RFC 9111 §4.4) without scanning the store.
+// keyIndex is what invalidation and purges need that the entry store
+// cannot answer without a scan:
+//   - for each primary key with a Vary index, its stored variants, so that
+//     invalidating a URL reaches every variant (RFC 9111 §4.4);
+//   - for each surrogate key (tag), the entries carrying it, so that purging
+//     a tag touches only those;
+//   - the hosts seen, so that a purge of a path reaches it on every host.
+//
+// Entries without Vary or tags cost it nothing. It is updated when entries
+// are stored and when they leave the store (release callback).
 type keyIndex struct {
 	mu       sync.Mutex
-	variants map[uint64]map[uint64]struct{}
+	variants map[uint64]map[uint64]struct{} // primary hash -> variant hashes
+	tags     map[string]map[uint64]struct{} // tag -> entry hashes
+	tagged   map[uint64]tagged              // entry hash -> its entry and tags
+	hosts    map[string]struct{}
 }
+
+// tagged is a tagged entry as the index knows it.
+type tagged struct {
+	e    *cachestore.Entry
+	tags []string
+}
+
+// maxHosts bounds the hosts remembered for purges by path.
+const maxHosts = 1024
 
 func newKeyIndex() *keyIndex {
-	return &keyIndex{variants: make(map[uint64]map[uint64]struct{})}
+	return &keyIndex{
+		variants: make(map[uint64]map[uint64]struct{}),
+		tags:     make(map[string]map[uint64]struct{}),
+		tagged:   make(map[uint64]tagged),
+		hosts:    make(map[string]struct{}),
+	}
 }
 
-// addVariant records variant hash v under primary hash h.
-func (x *keyIndex) addVariant(h, v uint64) {
+// stored records an entry stored under hash h: its host, the variant link
+// to primary hash ph (when h != ph), and its tags.
+func (x *keyIndex) stored(h, ph uint64, host string, e *cachestore.Entry, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	set := x.variants[h]
-	if set == nil {
-		set = make(map[uint64]struct{}, 2)
-		x.variants[h] = set
+	if _, ok := x.hosts[host]; !ok && len(x.hosts) < maxHosts {
+		x.hosts[host] = struct{}{}
 	}
-	set[v] = struct{}{}
+	if h != ph {
+		set := x.variants[ph]
+		if set == nil {
+			set = make(map[uint64]struct{}, 2)
+			x.variants[ph] = set
+		}
+		set[h] = struct{}{}
+	}
+	x.untagLocked(h)
+	if len(tags) > 0 {
+		x.tagged[h] = tagged{e: e, tags: tags}
+		for _, t := range tags {
+			set := x.tags[t]
+			if set == nil {
+				set = make(map[uint64]struct{})
+				x.tags[t] = set
+			}
+			set[h] = struct{}{}
+		}
+	}
 }
 
-// take removes and returns the variant hashes of primary hash h.
-func (x *keyIndex) take(h uint64) []uint64 {
+// untagLocked forgets the tags of the entry under h. x.mu must be held.
+func (x *keyIndex) untagLocked(h uint64) {
+	old, ok := x.tagged[h]
+	if !ok {
+		return
+	}
+	delete(x.tagged, h)
+	for _, t := range old.tags {
+		if set := x.tags[t]; set != nil {
+			delete(set, h)
+			if len(set) == 0 {
+				delete(x.tags, t)
+			}
+		}
+	}
+}
+
+// takeVariants removes and returns the variant hashes of primary hash h.
+func (x *keyIndex) takeVariants(h uint64) []uint64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	set := x.variants[h]
@@ -44,17 +103,66 @@ func (x *keyIndex) take(h uint64) []uint64 {
 	return out
 }
 
-// released forgets a variant that left the store. It runs in the entry
-// store's release callback: quick, no store calls.
-func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) {
-	primary, _, isVariant := strings.Cut(e.Key, "\x00")
-	if !isVariant || cause == cachestore.Replaced {
-		return
-	}
-	h := keyHashString(e.Key)
-	ph := primaryHash(primary)
+// taggedWith returns the hashes of the entries carrying tag.
+func (x *keyIndex) taggedWith(tag string) []uint64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	set := x.tags[tag]
+	out := make([]uint64, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	return out
+}
+
+// tagsOf returns the tags indexed for entry e.
+func (x *keyIndex) tagsOf(e *cachestore.Entry) []string {
+	primary, _, isVariant := strings.Cut(e.Key, "\x00")
+	h := primaryHash(primary)
+	if isVariant {
+		h = keyHashString(e.Key)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if t, ok := x.tagged[h]; ok && t.e == e {
+		return t.tags
+	}
+	return nil
+}
+
+// knownHosts returns the hosts seen.
+func (x *keyIndex) knownHosts() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]string, 0, len(x.hosts))
+	for h := range x.hosts {
+		out = append(out, h)
+	}
+	return out
+}
+
+// released forgets an entry that left the store. It runs in the entry
+// store's release callback: quick, no store calls. An entry replaced by a
+// newer one under the same hash is left to stored(), which already ran or
+// runs next for the newer entry.
+func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) {
+	if cause == cachestore.Replaced {
+		return
+	}
+	primary, _, isVariant := strings.Cut(e.Key, "\x00")
+	h := primaryHash(primary)
+	if isVariant {
+		h = keyHashString(e.Key)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if t, ok := x.tagged[h]; ok && t.e == e {
+		x.untagLocked(h)
+	}
+	if !isVariant {
+		return
+	}
+	ph := primaryHash(primary)
 	if set := x.variants[ph]; set != nil {
 		delete(set, h)
 		if len(set) == 0 {

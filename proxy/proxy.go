@@ -42,7 +42,8 @@ type Proxy struct {
 	headers *dedupbody.Store
 	store   *cachestore.Store
 	rp      *httputil.ReverseProxy
-	router  http.Handler // upstream requests: chi router in front of rp
+	router  http.Handler     // upstream requests: chi router in front of rp
+	handler http.HandlerFunc // serve, behind the access log
 	tr      *http.Transport
 	dates   dateCache
 	now     func() time.Time
@@ -62,7 +63,10 @@ type Proxy struct {
 	coalesced   atomic.Int64 // waiters answered from their leader's response
 	refreshes   atomic.Int64 // background refreshes started
 	served      atomic.Int64 // body bytes written from the cache
-	invalidated atomic.Int64 // entries removed by unsafe requests
+	liveCfg     atomic.Pointer[Live]
+	logSeq      atomic.Uint64 // access log sampling
+	invalidated atomic.Int64  // entries removed by unsafe requests
+	purged      atomic.Int64  // entries removed by purges
 	upstream    upstreamStats
 }
 
@@ -103,6 +107,14 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = 256
+	}
+	switch cfg.TagHeader {
+	case "":
+		cfg.TagHeader = "Surrogate-Key"
+	case "-":
+		cfg.TagHeader = ""
+	default:
+		cfg.TagHeader = http.CanonicalHeaderKey(cfg.TagHeader)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -160,6 +172,11 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	p.router = p.upstreamRouter()
+	l := liveOf(cfg)
+	p.liveCfg.Store(&l)
+	// Always wrapped, since Reload can turn the access log on; off, it
+	// costs one atomic load per request.
+	p.handler = p.accessLog(p.serve)
 	return p, nil
 }
 
@@ -175,7 +192,7 @@ func via(major, minor int) string {
 // before any routing: a chi router costs 4 allocations and ~700 B per
 // request (BenchmarkHit before this split), six times the rest of a hit.
 // Everything that goes upstream passes through the router.
-func (p *Proxy) Handler() http.Handler { return http.HandlerFunc(p.serve) }
+func (p *Proxy) Handler() http.Handler { return p.handler }
 
 // upstreamRouter routes requests that go to the upstream.
 func (p *Proxy) upstreamRouter() http.Handler {
@@ -351,6 +368,7 @@ type fillKey struct{}
 // forward sends r upstream; modifyResponse decides about storing.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
 	f.method = r.Method
+	f.w = w
 	f.reqHeader = r.Header
 	if f.host == "" {
 		f.host, f.uri = keyParts(r)
@@ -429,7 +447,7 @@ func (p *Proxy) invalidate(host, uri string) int {
 		p.store.Del(h)
 		n++
 	}
-	for _, v := range p.index.take(h) {
+	for _, v := range p.index.takeVariants(h) {
 		if _, ok := p.store.Get(v); ok {
 			p.store.Del(v)
 			n++
@@ -461,6 +479,9 @@ func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
 	p.upstream.count.Add(1)
 	if p.upstream.observe != nil {
 		p.upstream.observe(d.Seconds())
+	}
+	if f.w != nil {
+		noteUpstream(f.w, d)
 	}
 }
 

@@ -1,0 +1,156 @@
+// Package config holds dedupcache's process configuration: the YAML file
+// format, its defaults, and the checks run once at start-up.
+//
+// main builds a [Config] in four steps and nothing else touches it:
+//
+//	c := config.Default()                 // or config.Load(path), which starts from Default
+//	c.Set("cache.max_memory", v, "flag -max-memory") // each flag that was set
+//	c.ApplyEnv(os.Getenv)                 // $DEDUPCACHE_ADMIN_TOKEN
+//	err := c.Validate()                   // once, before anything listens
+//
+// Every problem is reported as an [*Error] that names where the value came
+// from (file and line, flag or environment variable) and its dotted field
+// path; functions that can find several problems return all of them joined
+// with [errors.Join].
+//
+// The package imports nothing else from dedupcache: main copies the values
+// into each package's own Config or Options.
+package config
+
+import "time"
+
+// Config is the whole process configuration. Field names in YAML are the
+// snake_case names in the yaml tags; sizes are [Size] values ("256MiB") and
+// durations [Duration] values ("30s").
+//
+// A Config is meant to be held as a value. Copies share nothing that [Set]
+// or [Load] mutate in place, so a copy may be changed freely.
+type Config struct {
+	// Listen is the proxy listener, host:port.
+	Listen string `yaml:"listen"`
+	// Upstream is the origin requests are forwarded to:
+	// http(s)://host[:port][/prefix]. Required unless main runs with -demo.
+	Upstream string `yaml:"upstream"`
+
+	Admin            Admin            `yaml:"admin"`
+	Cache            Cache            `yaml:"cache"`
+	UpstreamTimeouts UpstreamTimeouts `yaml:"upstream_timeouts"`
+	Server           Server           `yaml:"server"`
+	Log              Log              `yaml:"log"`
+
+	// origins maps a dotted field path to where its value came from
+	// ("config.yaml:14", "flag -listen"); a field absent from it holds its
+	// default. Validate and Warnings prefix their messages with it.
+	origins map[string]string
+}
+
+// Admin configures the admin listener (dashboard, /metrics, /api/*, /healthz).
+type Admin struct {
+	// Listen is the admin listener, host:port. Binding it to a non-loopback
+	// address requires Token.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token required by mutating admin endpoints; empty
+	// means none. $DEDUPCACHE_ADMIN_TOKEN overrides it (see [Config.ApplyEnv]).
+	Token string `yaml:"token"`
+}
+
+// Cache configures what is stored and for how long.
+type Cache struct {
+	// MaxMemory is the one bound on everything the cache holds: entries,
+	// header blocks and unique body bytes.
+	MaxMemory Size `yaml:"max_memory"`
+	// MaxObjectSize is the largest body that is stored; larger ones stream
+	// through uncached.
+	MaxObjectSize Size `yaml:"max_object_size"`
+	// ExpectedEntries sizes the admission policy; 0 derives it from MaxMemory.
+	ExpectedEntries int64 `yaml:"expected_entries"`
+	// CacheSetCookie stores responses that carry Set-Cookie. Unsafe unless
+	// the upstream never sets per-user cookies on shared resources.
+	CacheSetCookie bool `yaml:"cache_set_cookie"`
+	// HeuristicFraction is the share of the time since Last-Modified used as
+	// heuristic freshness (RFC 9111 section 4.2.2), in (0, 1].
+	HeuristicFraction float64 `yaml:"heuristic_fraction"`
+	// HeuristicMax caps heuristic freshness.
+	HeuristicMax Duration `yaml:"heuristic_max"`
+	// Grace serves a stale entry for this long when the upstream fails; 0
+	// disables it.
+	Grace Duration `yaml:"grace"`
+	// TargetedCacheControl lists the RFC 9213 targeted fields this cache
+	// obeys, in precedence order, ahead of Cache-Control.
+	TargetedCacheControl []string `yaml:"targeted_cache_control"`
+	// Keep holds stale entries that have validators this much longer, so
+	// they are revalidated with a conditional request instead of refetched.
+	Keep Duration `yaml:"keep"`
+	// SynthesizeETag gives responses stored without a validator a strong
+	// ETag from the body's hash, so clients get 304s from the cache.
+	SynthesizeETag bool `yaml:"synthesize_etag"`
+	// TagHeader is the response field carrying surrogate keys for purges
+	// (stripped before responses reach clients); empty disables tags.
+	TagHeader string `yaml:"tag_header"`
+}
+
+// UpstreamTimeouts configures the connection pool to the upstream.
+type UpstreamTimeouts struct {
+	// Dial bounds connecting to the upstream.
+	Dial Duration `yaml:"dial"`
+	// ResponseHeader bounds the wait for the upstream's response header.
+	ResponseHeader Duration `yaml:"response_header"`
+	// Idle closes idle upstream connections after this long.
+	Idle Duration `yaml:"idle"`
+	// MaxIdleConnsPerHost sizes the idle connection pool.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+}
+
+// Server configures both HTTP servers (proxy and admin); the fields map onto
+// the [net/http.Server] fields of the same names, 0 meaning no limit.
+type Server struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	ReadTimeout       Duration `yaml:"read_timeout"`
+	// WriteTimeout is 0 by default so long downloads are not cut off.
+	WriteTimeout    Duration `yaml:"write_timeout"`
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes  Size     `yaml:"max_header_bytes"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // graceful shutdown budget on SIGINT/SIGTERM
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn or error
+	Format string `yaml:"format"` // text or json
+	// Access turns the access log off, on, or on for one request in
+	// AccessSample ("sampled").
+	Access       string `yaml:"access"`        // off, on or sampled
+	AccessSample int    `yaml:"access_sample"` // with sampled: log 1 request in this many
+}
+
+// Default returns the built-in configuration. It is complete except for
+// Upstream, which has no sensible default.
+func Default() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Admin:  Admin{Listen: "127.0.0.1:9091"},
+		Cache: Cache{
+			MaxMemory:            256 * MiB,
+			MaxObjectSize:        8 * MiB,
+			HeuristicFraction:    0.1,
+			HeuristicMax:         Duration(24 * time.Hour),
+			TargetedCacheControl: []string{"CDN-Cache-Control"},
+			SynthesizeETag:       true,
+			TagHeader:            "Surrogate-Key",
+		},
+		UpstreamTimeouts: UpstreamTimeouts{
+			Dial:                Duration(5 * time.Second),
+			ResponseHeader:      Duration(30 * time.Second),
+			Idle:                Duration(90 * time.Second),
+			MaxIdleConnsPerHost: 256,
+		},
+		Server: Server{
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(60 * time.Second),
+			IdleTimeout:       Duration(120 * time.Second),
+			MaxHeaderBytes:    1 * MiB,
+			ShutdownTimeout:   Duration(15 * time.Second),
+		},
+		Log: Log{Level: "info", Format: "text", Access: "off", AccessSample: 100},
+	}
+}
