@@ -33,6 +33,11 @@ import (
 // Sum returns the hash [Store.Put] expects for data: xxhash64.
 func Sum(data []byte) uint64 { return xxhash.Sum64(data) }
 
+// BodyOverhead is the heap a stored body costs beyond its bytes: the Body
+// struct (80 B size class) and its index map slot, measured by
+// TestBodyOverhead (103 B) and rounded up.
+const BodyOverhead = 104
+
 // Config configures a [Store].
 type Config struct {
 	// MinShareSize is the smallest buffer that is indexed for sharing.

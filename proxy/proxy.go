@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"dedupcache/cachestore"
@@ -68,6 +69,8 @@ type Proxy struct {
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
 	upstream    upstreamStats
+	// upstreamLatency feeds /metrics (upstream.observe).
+	upstreamLatency prometheus.Histogram
 }
 
 // fillCounts count what happened to responses the proxy tried to store.
@@ -172,6 +175,8 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	p.router = p.upstreamRouter()
+	p.upstreamLatency = newUpstreamLatency()
+	p.upstream.observe = p.upstreamLatency.Observe
 	l := liveOf(cfg)
 	p.liveCfg.Store(&l)
 	// Always wrapped, since Reload can turn the access log on; off, it
