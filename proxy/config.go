@@ -50,6 +50,12 @@ type Config struct {
 	// (purge) require.
 	AdminToken string
 
+	// CachePOSTPaths lists path prefixes whose POST requests are read-only
+	// queries (GraphQL, search) to cache like GETs, keyed by the URL and a
+	// hash of the request body (up to 64 KiB). Empty (the default): POST is
+	// never cached.
+	CachePOSTPaths []string
+
 	// AccessLogEvery logs one request in this many ("access" records at
 	// Info); 0 (the default) turns the access log off, 1 logs every request.
 	AccessLogEvery int

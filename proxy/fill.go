@@ -34,6 +34,7 @@ type fill struct {
 	req       policy.Request
 	reqTime   time.Time
 
+	post      bool              // a POST cached by operator opt-in (see post.go)
 	stale     *cachestore.Entry // a stored response being revalidated, or nil
 	leader    bool              // this request leads a coalesced flight
 	committed atomic.Bool       // a response was stored for this fill
@@ -92,7 +93,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	now := p.now()
 	p.upstreamDone(f, resp.StatusCode, now)
-	if f.method != http.MethodGet && f.method != http.MethodHead && policy.Invalidates(f.method, resp.StatusCode) {
+	if f.method != http.MethodGet && f.method != http.MethodHead && !f.post && policy.Invalidates(f.method, resp.StatusCode) {
 		p.invalidateFor(resp)
 	}
 	if f.stale != nil {
@@ -153,7 +154,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 // decide returns a capture for resp if it is to be stored, or nil and the
 // reason it is not. A response-side reason marks the key hit-for-miss.
 func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*capture, string) {
-	ok, reason := policy.Storable(f.method, f.reqHeader, resp.StatusCode, resp.Header, p.cfg.Policy)
+	method := f.method
+	if f.post {
+		method = http.MethodGet // an operator-listed read-only POST
+	}
+	ok, reason := policy.Storable(method, f.reqHeader, resp.StatusCode, resp.Header, p.cfg.Policy)
 	vary, star := policy.ParseVary(resp.Header)
 	why := reason.String()
 	requestSide := reason == policy.ReasonAuthorization || reason == policy.ReasonRequestNoStore || reason == policy.ReasonMethod

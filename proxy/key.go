@@ -30,6 +30,11 @@ func keyParts(r *http.Request) (host, uri string) {
 	if uri == "" || uri[0] != '/' {
 		uri = r.URL.RequestURI()
 	}
+	if r.Method == http.MethodPost {
+		if k, ok := r.Context().Value(postKey{}).(string); ok {
+			uri += k // a cacheable POST: keyed by its body too
+		}
+	}
 	return host, uri
 }
 

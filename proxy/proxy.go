@@ -219,8 +219,11 @@ func (p *Proxy) Close() {
 // response, from the upstream otherwise.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		p.forward(w, r, &fill{status: StatusBypass, fwd: "method"})
-		return
+		var ok bool
+		if r, ok = p.cacheablePOST(w, r); !ok {
+			p.forward(w, r, &fill{status: StatusBypass, fwd: "method"})
+			return
+		}
 	}
 	host, uri := keyParts(r)
 	h := keyHash(host, uri)
@@ -373,6 +376,7 @@ type fillKey struct{}
 // forward sends r upstream; modifyResponse decides about storing.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
 	f.method = r.Method
+	f.post = isCachedPOST(r)
 	f.w = w
 	f.reqHeader = r.Header
 	if f.host == "" {

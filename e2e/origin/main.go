@@ -1,0 +1,313 @@
+// Command origin is the scriptable upstream the end-to-end tests put behind
+// dedupcache. Every behaviour is chosen by the request's path and query, so
+// one process serves a whole test without being restarted:
+//
+//	/obj/{i}?distinct=K&size=S   body i mod K (S deterministic bytes), public, max-age=300, strong ETag
+//	/random?size=S               S fresh random bytes on every request, public, max-age=300
+//	/cut?len=N&send=M            declares Content-Length N, sends M < N bytes, then closes the connection
+//	/chunked-cut?send=M          chunked, one chunk of M bytes, then closes without the final chunk
+//	/slow?ms=D                   sleeps D ms before the response header, then answers (no-store)
+//	/status/{code}               answers with that status (add &cc=... for a Cache-Control)
+//	/headers?h=Name:Value&...    echoes the scripted response headers (&status=N, &body=text)
+//	/stats                       JSON request counts by path prefix and by path (itself not counted)
+//
+// It listens on -addr (default 127.0.0.1:0), prints "LISTEN <addr>" on
+// stdout once listening, and shuts down gracefully on SIGTERM or SIGINT.
+// It uses the standard library only.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxSize bounds every size taken from a query, so a typo cannot make the
+// origin allocate gigabytes.
+const maxSize = 64 << 20
+
+// ccStored is the Cache-Control of every response meant to be stored.
+const ccStored = "public, max-age=300"
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen `address`")
+	flag.Parse()
+	log.SetPrefix("origin: ")
+	log.SetFlags(0)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	o := &origin{prefix: map[string]int64{}, path: map[string]int64{}}
+	srv := &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		log.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Printf("shutdown: %v", err)
+		srv.Close()
+	}
+}
+
+// origin is the handler. It counts every request except /stats.
+type origin struct {
+	mu     sync.Mutex
+	prefix map[string]int64 // "/obj" -> count
+	path   map[string]int64 // "/obj/3" -> count
+}
+
+func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p == "/stats" {
+		o.stats(w)
+		return
+	}
+	first := "/" + strings.SplitN(strings.TrimPrefix(p, "/"), "/", 2)[0]
+	o.mu.Lock()
+	o.prefix[first]++
+	o.path[p]++
+	o.mu.Unlock()
+
+	switch first {
+	case "/obj":
+		o.obj(w, r)
+	case "/random":
+		o.random(w, r)
+	case "/cut":
+		o.cut(w, r)
+	case "/chunked-cut":
+		o.chunkedCut(w, r)
+	case "/slow":
+		o.slow(w, r)
+	case "/status":
+		o.status(w, r)
+	case "/headers":
+		o.headers(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// stats writes {"prefix": {...}, "path": {...}}.
+func (o *origin) stats(w http.ResponseWriter) {
+	o.mu.Lock()
+	body, err := json.Marshal(map[string]map[string]int64{"prefix": o.prefix, "path": o.path})
+	o.mu.Unlock()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+// obj serves /obj/{i}?distinct=K&size=S: the deterministic body of index
+// i mod K. Conditional requests, ranges and HEAD are answered by
+// http.ServeContent.
+func (o *origin) obj(w http.ResponseWriter, r *http.Request) {
+	i, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/obj/"))
+	if err != nil || i < 0 {
+		http.Error(w, "bad object index", http.StatusBadRequest)
+		return
+	}
+	k, ok1 := intParam(r, "distinct", 1<<30)
+	size, ok2 := intParam(r, "size", 1000)
+	if !ok1 || !ok2 || k <= 0 {
+		http.Error(w, "bad distinct or size", http.StatusBadRequest)
+		return
+	}
+	idx := i % k
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", ccStored)
+	w.Header().Set("ETag", fmt.Sprintf(`"b%d-s%d"`, idx, size))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body(idx, size)))
+}
+
+// body returns size deterministic bytes of body index idx: the same
+// bytes in every process, different for every idx.
+func body(idx, size int) []byte {
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], uint64(idx))
+	binary.LittleEndian.PutUint64(seed[8:], uint64(size))
+	b := make([]byte, size)
+	rand.NewChaCha8(seed).Read(b)
+	return b
+}
+
+// random serves /random?size=S: fresh random bytes on every request, with
+// a Content-Length and a Cache-Control that make them storable.
+func (o *origin) random(w http.ResponseWriter, r *http.Request) {
+	size, ok := intParam(r, "size", 65536)
+	if !ok {
+		http.Error(w, "bad size", http.StatusBadRequest)
+		return
+	}
+	var seed [32]byte
+	crand.Read(seed[:])
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", ccStored)
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	if r.Method == http.MethodHead {
+		return
+	}
+	io.CopyN(w, rand.NewChaCha8(seed), int64(size))
+}
+
+// cut serves /cut?len=N&send=M: a header promising N bytes, M of them, and
+// a closed connection.
+func (o *origin) cut(w http.ResponseWriter, r *http.Request) {
+	n, ok1 := intParam(r, "len", 10000)
+	m, ok2 := intParam(r, "send", n/2)
+	if !ok1 || !ok2 || m >= n {
+		http.Error(w, "want send < len", http.StatusBadRequest)
+		return
+	}
+	conn, bw := hijack(w)
+	if conn == nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: %s\r\nContent-Length: %d\r\n\r\n", ccStored, n)
+	bw.Write(body(0, m))
+	bw.Flush()
+}
+
+// chunkedCut serves /chunked-cut?send=M: a chunked response with one chunk
+// of M bytes and no final zero-length chunk.
+func (o *origin) chunkedCut(w http.ResponseWriter, r *http.Request) {
+	m, ok := intParam(r, "send", 4000)
+	if !ok || m == 0 {
+		http.Error(w, "bad send", http.StatusBadRequest)
+		return
+	}
+	conn, bw := hijack(w)
+	if conn == nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: %s\r\nTransfer-Encoding: chunked\r\n\r\n", ccStored)
+	fmt.Fprintf(bw, "%x\r\n", m)
+	bw.Write(body(0, m))
+	bw.WriteString("\r\n")
+	bw.Flush()
+}
+
+// hijack takes over the connection, or answers 500 and returns nil.
+func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter) {
+	conn, bw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot hijack: "+err.Error(), http.StatusInternalServerError)
+		return nil, nil
+	}
+	return conn, bw
+}
+
+// slow serves /slow?ms=D: it waits D ms (less if the client goes away)
+// before writing anything, then answers "slow D".
+func (o *origin) slow(w http.ResponseWriter, r *http.Request) {
+	ms, ok := intParam(r, "ms", 1000)
+	if !ok {
+		http.Error(w, "bad ms", http.StatusBadRequest)
+		return
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintf(w, "slow %d\n", ms)
+}
+
+// status serves /status/{code}[?cc=Cache-Control].
+func (o *origin) status(w http.ResponseWriter, r *http.Request) {
+	code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+	if err != nil || code < 200 || code > 599 {
+		http.Error(w, "bad status code", http.StatusBadRequest)
+		return
+	}
+	if cc := r.URL.Query().Get("cc"); cc != "" {
+		w.Header().Set("Cache-Control", cc)
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "status %d\n", code)
+}
+
+// headers serves /headers?h=Name:Value&h=...[&status=N][&body=text]: the
+// listed response headers, added in order.
+func (o *origin) headers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for _, h := range q["h"] {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || name == "" {
+			http.Error(w, fmt.Sprintf("bad h=%q (want Name:Value)", h), http.StatusBadRequest)
+			return
+		}
+		w.Header().Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	code := http.StatusOK
+	if s := q.Get("status"); s != "" {
+		var err error
+		if code, err = strconv.Atoi(s); err != nil || code < 200 || code > 599 {
+			http.Error(w, "bad status", http.StatusBadRequest)
+			return
+		}
+	}
+	body := "headers\n"
+	if q.Has("body") {
+		body = q.Get("body")
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/plain")
+	}
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// intParam returns the query parameter name as a size in [0, maxSize], or
+// def when it is absent.
+func intParam(r *http.Request, name string, def int) (int, bool) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxSize {
+		return 0, false
+	}
+	return n, true
+}
