@@ -172,6 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Keep:                  time.Duration(cfg.Cache.Keep),
 		SynthesizeETag:        cfg.Cache.SynthesizeETag,
 		TagHeader:             tagHeader(cfg.Cache.TagHeader),
+		CachePOSTPaths:        cfg.Cache.PostPaths,
 		AdminToken:            cfg.Admin.Token,
 		AccessLogEvery:        cfg.AccessLogEvery(),
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),

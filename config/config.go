@@ -87,6 +87,10 @@ type Cache struct {
 	// TagHeader is the response field carrying surrogate keys for purges
 	// (stripped before responses reach clients); empty disables tags.
 	TagHeader string `yaml:"tag_header"`
+	// PostPaths lists path prefixes whose POST requests are read-only
+	// queries (GraphQL, search) cached like GETs, keyed by the URL and a
+	// hash of the request body. Empty: POST is never cached.
+	PostPaths []string `yaml:"post_paths"`
 }
 
 // UpstreamTimeouts configures the connection pool to the upstream.
@@ -137,6 +141,7 @@ func Default() Config {
 			TargetedCacheControl: []string{"CDN-Cache-Control"},
 			SynthesizeETag:       true,
 			TagHeader:            "Surrogate-Key",
+			PostPaths:            []string{},
 		},
 		UpstreamTimeouts: UpstreamTimeouts{
 			Dial:                Duration(5 * time.Second),

@@ -234,6 +234,7 @@ log: {level: debug, format: json}
 		TargetedCacheControl: []string{"Fastly-Cache-Control", "CDN-Cache-Control"},
 		SynthesizeETag:       true,
 		TagHeader:            "Surrogate-Key",
+		PostPaths:            []string{},
 	}
 	want.UpstreamTimeouts.Idle = Duration(45 * time.Second)
 	want.Server.MaxHeaderBytes = 64 * KiB

@@ -62,6 +62,11 @@ func (c Config) Validate() error {
 	v.nonNegative("cache.heuristic_max", cc.HeuristicMax)
 	v.nonNegative("cache.grace", cc.Grace)
 	v.nonNegative("cache.keep", cc.Keep)
+	for i, path := range cc.PostPaths {
+		if !strings.HasPrefix(path, "/") {
+			v.fail(fmt.Sprintf("cache.post_paths[%d]", i), "%s must start with /", quote(path))
+		}
+	}
 	if cc.TagHeader != "" && !isToken(cc.TagHeader) {
 		v.fail("cache.tag_header", "%s is not a header field name", quote(cc.TagHeader))
 	}

@@ -438,3 +438,38 @@ func TestSynthesizedETag(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+func TestCachePOST(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, r.URL.Path+" answers "+string(b))
+	})
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.CachePOSTPaths = []string{"/graphql"} })
+	post := func(path, body string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	steps := []struct{ path, body, xcache, want string }{
+		{"/graphql", `{"q":1}`, "MISS", "/graphql answers {\"q\":1}"},
+		{"/graphql", `{"q":1}`, "HIT", "/graphql answers {\"q\":1}"},
+		{"/graphql", `{"q":2}`, "MISS", "/graphql answers {\"q\":2}"}, // another body, another key
+		{"/graphql", `{"q":2}`, "HIT", "/graphql answers {\"q\":2}"},
+		{"/other", `{"q":1}`, "BYPASS", "/other answers {\"q\":1}"}, // not listed
+	}
+	for i, s := range steps {
+		resp, body := post(s.path, s.body)
+		if resp.Header.Get("X-Cache") != s.xcache || body != s.want {
+			t.Errorf("step %d: got %s %q; want %s %q", i, resp.Header.Get("X-Cache"), body, s.xcache, s.want)
+		}
+	}
+	// A GET of the same URL is a different key.
+	resp, _ := do(t, "GET", srv.URL+"/graphql")
+	expect(t, "GET after POST", resp.Header.Get("X-Cache"), "MISS")
+}
