@@ -142,6 +142,7 @@ func Default() Config {
 			SynthesizeETag:       true,
 			TagHeader:            "Surrogate-Key",
 			PostPaths:            []string{},
+			Keep:                 Duration(10 * time.Minute),
 		},
 		UpstreamTimeouts: UpstreamTimeouts{
 			Dial:                Duration(5 * time.Second),

@@ -235,6 +235,7 @@ log: {level: debug, format: json}
 		SynthesizeETag:       true,
 		TagHeader:            "Surrogate-Key",
 		PostPaths:            []string{},
+		Keep:                 Duration(10 * time.Minute),
 	}
 	want.UpstreamTimeouts.Idle = Duration(45 * time.Second)
 	want.Server.MaxHeaderBytes = 64 * KiB

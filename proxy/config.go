@@ -35,7 +35,8 @@ type Config struct {
 
 	// Keep holds a stale entry that has validators (ETag or
 	// Last-Modified) this much longer, so that it can be revalidated with a
-	// conditional request instead of fetched again. Default 0.
+	// conditional request instead of fetched again. Default 0 (main's
+	// config default is 10m).
 	Keep time.Duration
 	// SynthesizeETag gives responses stored without any validator a strong
 	// ETag made from the body's hash, so that clients' conditional requests

@@ -248,8 +248,7 @@ func (p *Proxy) replaceResponse(resp *http.Response, f *fill, e *cachestore.Entr
 	h["Age"] = ageValue(entryAge(e, now))
 	h["X-Cache"] = xCache[st]
 	h["Cache-Status"] = []string{cs}
-	h.Add("Via", via(resp.ProtoMajor, resp.ProtoMinor))
-	resp.Header = h
+	resp.Header = h // the stored block already carries our Via
 	resp.StatusCode = int(e.Status)
 	resp.Status = ""
 	body := e.Body.Bytes()
@@ -386,7 +385,9 @@ func (p *Proxy) commit(c *capture) {
 // body's Content-Length and goes to the header store.
 func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
 	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	hdr["Via"] = append(hdr["Via"], via(1, 1))
+	if vs := hdr["Via"]; len(vs) == 0 || vs[len(vs)-1] != via(1, 1) {
+		hdr["Via"] = append(vs, via(1, 1)) // not again after a 304 merge
+	}
 	block := renderHeader(hdr)
 	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
 	date := respTime
