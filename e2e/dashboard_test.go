@@ -10,12 +10,10 @@ package e2e
 // files; this file relies on none of them.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,10 +32,8 @@ func TestDashboard(t *testing.T) {
 		t.Skip("starts dedupcache and a browser")
 	}
 	chromium := dashChromium(t)
-	bin := dashBuild(t)
-	proxyAddr, adminAddr := dashFreeAddr(t), dashFreeAddr(t)
-	dashStart(t, bin, "-demo", "-listen", proxyAddr, "-admin", adminAddr)
-	admin := "http://" + adminAddr
+	c := startCache(t, cacheOptions{args: []string{"-demo"}}) // the binary TestMain built
+	admin := c.adminURL
 
 	// Traffic: 5 users and 21 unknown ids (one shared 404 body) twice, then
 	// /time. The X-Cache tally is what /api/stats must count.
@@ -54,7 +49,7 @@ func TestDashboard(t *testing.T) {
 	paths = append(paths, "/time")
 	tally := map[string]int64{}
 	for _, p := range paths {
-		resp, err := http.Get("http://" + proxyAddr + p)
+		resp, err := http.Get(c.url + p)
 		if err != nil {
 			t.Fatalf("GET %s: %v", p, err)
 		}
@@ -407,110 +402,6 @@ func dashChromium(t *testing.T) string {
 	}
 	t.Fatal("chromium is not installed, and CI is set")
 	return ""
-}
-
-// dashBuild builds dedupcache from the module root into a temporary
-// directory and returns the binary's path.
-func dashBuild(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(t.TempDir(), "dedupcache")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s . (in %s): %v\n%s", bin, root, err, out)
-	}
-	return bin
-}
-
-// dashFreeAddr returns a loopback address with a port free a moment ago.
-func dashFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// dashLog is a buffer safe for the process's writers and the test's reads.
-type dashLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *dashLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *dashLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// dashStart runs bin with args until the test ends and waits until the
-// admin listener (the -admin argument) answers /healthz. The process gets
-// SIGTERM at the end; its output is logged if the test failed.
-func dashStart(t *testing.T, bin string, args ...string) {
-	t.Helper()
-	var admin string
-	for i, a := range args {
-		if a == "-admin" && i+1 < len(args) {
-			admin = args[i+1]
-		}
-	}
-	logs := &dashLog{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("dedupcache exited with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("dedupcache did not stop within 15s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("dedupcache output:\n%s", logs)
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("dedupcache exited before it was healthy: %v\n%s", err, logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dedupcache not healthy on %s within 15s (last error %v)\n%s", admin, err, logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // dashStats fetches /api/stats with numbers kept as json.Number.

@@ -117,11 +117,7 @@ func (x *keyIndex) taggedWith(tag string) []uint64 {
 
 // tagsOf returns the tags indexed for entry e.
 func (x *keyIndex) tagsOf(e *cachestore.Entry) []string {
-	primary, _, isVariant := strings.Cut(e.Key, "\x00")
-	h := primaryHash(primary)
-	if isVariant {
-		h = keyHashString(e.Key)
-	}
+	h, _, _ := entryHashes(e)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if t, ok := x.tagged[h]; ok && t.e == e {
@@ -149,11 +145,7 @@ func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) 
 	if cause == cachestore.Replaced {
 		return
 	}
-	primary, _, isVariant := strings.Cut(e.Key, "\x00")
-	h := primaryHash(primary)
-	if isVariant {
-		h = keyHashString(e.Key)
-	}
+	h, ph, isVariant := entryHashes(e)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if t, ok := x.tagged[h]; ok && t.e == e {
@@ -162,13 +154,23 @@ func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) 
 	if !isVariant {
 		return
 	}
-	ph := primaryHash(primary)
 	if set := x.variants[ph]; set != nil {
 		delete(set, h)
 		if len(set) == 0 {
 			delete(x.variants, ph)
 		}
 	}
+}
+
+// entryHashes returns the store hash of an entry, the hash of its primary
+// key, and whether it is a Vary variant (then the two differ).
+func entryHashes(e *cachestore.Entry) (h, primary uint64, isVariant bool) {
+	p, _, isVariant := strings.Cut(e.Key, "\x00")
+	primary = primaryHash(p)
+	if isVariant {
+		return keyHashString(e.Key), primary, true
+	}
+	return primary, primary, false
 }
 
 // primaryHash hashes a primary key string "host uri".
