@@ -118,7 +118,7 @@ func (p *Proxy) afterFlight(w http.ResponseWriter, r *http.Request, f *fill, out
 		return
 	}
 	// A waiter: the leader's response, if stored, is in the cache now.
-	if res.stored && p.serveFromCache(w, r, "coalesced") {
+	if res.stored && p.serveFromCache(w, r, f.fwd) {
 		p.coalesced.Add(1)
 		return
 	}

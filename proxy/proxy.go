@@ -246,7 +246,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			p.serveEntry(w, r, e, age, hitValue(fr.Lifetime-age), StatusHit) // the common hit
 			return
 		}
-		switch action, _ := policy.Evaluate(req, fr, age); action {
+		action, why := policy.Evaluate(req, fr, age)
+		switch action {
 		case policy.Serve:
 			cs := hitValue(fr.Lifetime - age)
 			if age >= fr.Lifetime {
@@ -261,8 +262,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		stale = e
 		fwd = "stale"
-		if hasDirectives && (req.CC.NoCache || req.PragmaNoCache) {
-			fwd = "request"
+		switch why {
+		case policy.ReasonRequestNoCache, policy.ReasonRequestMaxAge, policy.ReasonRequestMinFresh:
+			if age < fr.Lifetime {
+				fwd = "request" // RFC 9211 §2.2: fresh, but the request did not allow it
+			}
 		}
 	}
 	f := &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h, stale: stale, req: req}
@@ -270,7 +274,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		// RFC 9111 §5.2.1.7: nothing usable is stored.
 		p.counts[StatusMiss].Add(1)
 		w.Header()["X-Cache"] = xCache[StatusMiss]
-		w.Header().Set("Cache-Status", cacheName+"; fwd=miss; detail=only-if-cached")
+		w.Header().Set("Cache-Status", cacheName+"; detail=only-if-cached") // nothing went forward
 		http.Error(w, "not cached (only-if-cached)", http.StatusGatewayTimeout)
 		return
 	}
@@ -304,8 +308,10 @@ func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore
 }
 
 // serveFromCache answers r from the cache if a response usable for it is
-// stored, with detail in Cache-Status; it reports whether it did.
-func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, detail string) bool {
+// stored; it reports whether it did. collapsedFwd, if set, is the fwd
+// reason of a request that waited for another's upstream fetch (RFC 9211
+// §2.2 "collapsed").
+func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, collapsedFwd string) bool {
 	host, uri := keyParts(r)
 	e, _ := p.lookup(r, host, uri, keyHash(host, uri))
 	if e == nil || e.Flags&flagHitForMiss != 0 {
@@ -326,8 +332,8 @@ func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, detail st
 		return false
 	}
 	cs := hitValue(fr.Lifetime - age)
-	if detail != "" {
-		cs = []string{cs[0] + "; detail=" + detail}
+	if collapsedFwd != "" {
+		cs = []string{cacheName + "; fwd=" + collapsedFwd + "; collapsed"}
 	}
 	p.serveEntry(w, r, e, age, cs, StatusHit)
 	return true
@@ -399,24 +405,31 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		status, msg = http.StatusGatewayTimeout, "upstream timed out"
 	}
 	p.fills.upstream5.Add(1)
-	st := StatusMiss
+	st, fwd := StatusMiss, "uri-miss"
 	f, _ := r.Context().Value(fillKey{}).(*fill)
 	if f != nil {
-		st = f.status
+		st, fwd = f.status, f.fwd
 		p.upstreamDone(f, 0, p.now())
 		if now := p.now(); p.staleIfError(f, now) {
 			// RFC 5861 §4: serve the stored response instead of the error.
+			// r is the outbound request, which carries the cache's own
+			// validators: evaluate the client's request instead.
 			e := f.stale
-			p.log.Warn("upstream error; serving stale", "uri", r.RequestURI, "err", err)
+			p.log.Warn("upstream error; serving stale", "uri", r.URL.RequestURI(), "err", err)
 			cs := []string{fmt.Sprintf("%s; fwd=%s; detail=stale-if-error", cacheName, f.fwd)}
-			p.serveEntry(w, r, e, entryAge(e, now), cs, StatusStale)
+			p.serveEntry(w, &http.Request{Method: f.method, Header: f.reqHeader}, e, entryAge(e, now), cs, StatusStale)
 			return
+		}
+		if f.stale != nil {
+			// RFC 9111 §5.2.2.2: a stale response that may not be reused
+			// gets an error, 504 unless another is more applicable.
+			status = http.StatusGatewayTimeout
 		}
 	}
 	p.counts[st].Add(1)
-	p.log.Warn("upstream error", "method", r.Method, "uri", r.RequestURI, "status", status, "err", err)
+	p.log.Warn("upstream error", "method", r.Method, "uri", r.URL.RequestURI(), "status", status, "err", err)
 	w.Header()["X-Cache"] = xCache[st]
-	w.Header().Set("Cache-Status", cacheName+"; fwd=uri-miss; detail=upstream-error")
+	w.Header().Set("Cache-Status", cacheName+"; fwd="+fwd+"; detail=upstream-error")
 	http.Error(w, msg, status)
 }
 

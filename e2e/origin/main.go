@@ -10,6 +10,12 @@
 //	/status/{code}               answers with that status (add &cc=... for a Cache-Control)
 //	/headers?h=Name:Value&...    echoes the scripted response headers (&status=N, &body=text)
 //	/stats                       JSON request counts by path prefix and by path (itself not counted)
+//	/script/{name}               answers as scripted for name (any method); records each request
+//	POST /script-set/{name}      sets name's script from a JSON body (see script); resets nothing else
+//	GET /script-log/{name}       JSON {"count": n, "requests": [{method, header, unix_nano}, ...]}
+//
+// The script routes are separate from /script/{name} so that unsafe methods
+// (POST, PUT, DELETE) can be sent to a scripted URL through the cache.
 //
 // It listens on -addr (default 127.0.0.1:0), prints "LISTEN <addr>" on
 // stdout once listening, and shuts down gracefully on SIGTERM or SIGINT.
@@ -56,7 +62,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	o := &origin{prefix: map[string]int64{}, path: map[string]int64{}}
+	o := &origin{prefix: map[string]int64{}, path: map[string]int64{}, scripts: map[string]*script{}, logs: map[string][]logEntry{}}
 	srv := &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -83,6 +89,9 @@ type origin struct {
 	mu     sync.Mutex
 	prefix map[string]int64 // "/obj" -> count
 	path   map[string]int64 // "/obj/3" -> count
+
+	scripts map[string]*script    // /script/{name} behaviours, by name
+	logs    map[string][]logEntry // requests /script/{name} received, by name
 }
 
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,6 +121,12 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.status(w, r)
 	case "/headers":
 		o.headers(w, r)
+	case "/script":
+		o.script(w, r)
+	case "/script-set":
+		o.scriptSet(w, r)
+	case "/script-log":
+		o.scriptLog(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -296,6 +311,151 @@ func (o *origin) headers(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(code)
 	io.WriteString(w, body)
+}
+
+// scriptResponse is one scripted answer.
+type scriptResponse struct {
+	Status  int                 `json:"status"`  // default 200
+	Headers map[string][]string `json:"headers"` // response header fields, in addition to Content-Type: text/plain
+	Body    string              `json:"body"`
+	// HonorConditional answers a GET or HEAD with 304 (the scripted
+	// headers, no body) when If-None-Match matches the ETag (weak
+	// comparison, or "*"), or, without If-None-Match, when
+	// If-Modified-Since is at or after Last-Modified.
+	HonorConditional bool `json:"honor_conditional"`
+	DelayMs          int  `json:"delay_ms"` // wait this long before the response header
+	// EchoHeader appends the request's value of this field to the body.
+	EchoHeader string `json:"echo_header"`
+}
+
+// script is how /script/{name} answers: the embedded response, or the one
+// listed for the request's method.
+type script struct {
+	scriptResponse
+	Methods map[string]scriptResponse `json:"methods"`
+}
+
+// logEntry is one request /script/{name} received.
+type logEntry struct {
+	Method   string              `json:"method"`
+	Header   map[string][]string `json:"header"`
+	UnixNano int64               `json:"unix_nano"`
+}
+
+// scriptName returns the {name} of /prefix/{name}, or "" if it is empty.
+func scriptName(r *http.Request) string {
+	_, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return name
+}
+
+// scriptSet serves POST /script-set/{name}: the body is a JSON script.
+func (o *origin) scriptSet(w http.ResponseWriter, r *http.Request) {
+	name := scriptName(r)
+	if r.Method != http.MethodPost || name == "" {
+		http.Error(w, "want POST /script-set/{name}", http.StatusBadRequest)
+		return
+	}
+	s := new(script)
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(s); err != nil {
+		http.Error(w, "bad script: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	o.scripts[name] = s
+	o.mu.Unlock()
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// scriptLog serves GET /script-log/{name}.
+func (o *origin) scriptLog(w http.ResponseWriter, r *http.Request) {
+	name := scriptName(r)
+	o.mu.Lock()
+	entries := append([]logEntry{}, o.logs[name]...)
+	o.mu.Unlock()
+	body, err := json.Marshal(map[string]any{"count": len(entries), "requests": entries})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+// script serves /script/{name} as scripted, after recording the request.
+func (o *origin) script(w http.ResponseWriter, r *http.Request) {
+	name := scriptName(r)
+	o.mu.Lock()
+	o.logs[name] = append(o.logs[name], logEntry{Method: r.Method, Header: r.Header.Clone(), UnixNano: time.Now().UnixNano()})
+	s := o.scripts[name]
+	o.mu.Unlock()
+	if s == nil {
+		http.Error(w, "no script for "+name, http.StatusNotFound)
+		return
+	}
+	resp := s.scriptResponse
+	if m, ok := s.Methods[r.Method]; ok {
+		resp = m
+	}
+	if resp.DelayMs > 0 {
+		t := time.NewTimer(time.Duration(resp.DelayMs) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	for k, vs := range resp.Headers {
+		h[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if resp.HonorConditional && (r.Method == http.MethodGet || r.Method == http.MethodHead) && notModified(r, h) {
+		h.Del("Content-Type")
+		h.Del("Content-Length")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	body := resp.Body
+	if resp.EchoHeader != "" {
+		body += r.Header.Get(resp.EchoHeader)
+	}
+	if h.Get("Content-Length") == "" && status != http.StatusNoContent && status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, body)
+	}
+}
+
+// notModified evaluates If-None-Match (weak comparison, RFC 9110
+// §13.1.2) and, without it, If-Modified-Since (§13.1.3) against the
+// response header h.
+func notModified(r *http.Request, h http.Header) bool {
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
+		etag := h.Get("Etag")
+		for _, line := range inm {
+			for _, t := range strings.Split(line, ",") {
+				t = strings.TrimSpace(t)
+				if t == "*" || (etag != "" && strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/")) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ims, err1 := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	lm, err2 := http.ParseTime(h.Get("Last-Modified"))
+	return err1 == nil && err2 == nil && !lm.After(ims)
 }
 
 // intParam returns the query parameter name as a size in [0, maxSize], or
