@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -69,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&maxMemory, "max-memory", "`size` bound on everything the cache holds, e.g. 256MiB or 2GB")
 	fs.String("log-level", def.Log.Level, "log `level`: debug, info, warn or error")
 	fs.String("log-format", def.Log.Format, "log `format`: text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until exit (benchmarks)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dedupcache [-config file] (-upstream URL | -demo) [flags]\n\n"+
 			"Flags override the config file; $%s overrides admin.token.\n\n", config.EnvAdminToken)
@@ -83,6 +85,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dedupcache: unexpected argument %q (all settings are flags)\n", fs.Arg(0))
 		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "dedupcache: -cpuprofile: %v\n", err)
+			return exitFailed
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 
 	cfg := config.Default()
@@ -177,6 +191,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AccessLogEvery:        cfg.AccessLogEvery(),
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),
 		ResponseHeaderTimeout: time.Duration(cfg.UpstreamTimeouts.ResponseHeader),
+		ReadTimeout:           time.Duration(cfg.UpstreamTimeouts.Read),
 		IdleConnTimeout:       time.Duration(cfg.UpstreamTimeouts.Idle),
 		MaxIdleConnsPerHost:   cfg.UpstreamTimeouts.MaxIdleConnsPerHost,
 		Logger:                logger,

@@ -99,6 +99,9 @@ type UpstreamTimeouts struct {
 	Dial Duration `yaml:"dial"`
 	// ResponseHeader bounds the wait for the upstream's response header.
 	ResponseHeader Duration `yaml:"response_header"`
+	// Read bounds any silence while reading an upstream response (header
+	// or body); a body that stalls longer is cut off and not stored.
+	Read Duration `yaml:"read"`
 	// Idle closes idle upstream connections after this long.
 	Idle Duration `yaml:"idle"`
 	// MaxIdleConnsPerHost sizes the idle connection pool.
@@ -147,6 +150,7 @@ func Default() Config {
 		UpstreamTimeouts: UpstreamTimeouts{
 			Dial:                Duration(5 * time.Second),
 			ResponseHeader:      Duration(30 * time.Second),
+			Read:                Duration(60 * time.Second),
 			Idle:                Duration(90 * time.Second),
 			MaxIdleConnsPerHost: 256,
 		},

@@ -87,6 +87,7 @@ func (c Config) Validate() error {
 	ut := c.UpstreamTimeouts
 	v.positive("upstream_timeouts.dial", ut.Dial)
 	v.positive("upstream_timeouts.response_header", ut.ResponseHeader)
+	v.positive("upstream_timeouts.read", ut.Read)
 	v.positive("upstream_timeouts.idle", ut.Idle)
 	if ut.MaxIdleConnsPerHost <= 0 {
 		v.fail("upstream_timeouts.max_idle_conns_per_host", "must be greater than 0")

@@ -67,6 +67,11 @@ type Config struct {
 	// header after the request is written; past it the client gets 504.
 	// Default 30s.
 	ResponseHeaderTimeout time.Duration
+	// ReadTimeout bounds any silence while reading from the upstream
+	// (response header or body): a body that stalls longer is cut off (the
+	// client connection is aborted, nothing is stored). Default 60s;
+	// negative disables it.
+	ReadTimeout time.Duration
 	// IdleConnTimeout closes idle upstream connections. Default 90s.
 	IdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost sizes the upstream connection pool. Default 256.

@@ -105,6 +105,9 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 30 * time.Second
 	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 60 * time.Second
+	}
 	if cfg.IdleConnTimeout <= 0 {
 		cfg.IdleConnTimeout = 90 * time.Second
 	}
@@ -146,10 +149,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.store = store
 	p.tr = &http.Transport{
 		Proxy: nil, // never chain through an environment proxy
-		DialContext: (&net.Dialer{
+		DialContext: dialIdle((&net.Dialer{
 			Timeout:   cfg.DialTimeout,
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}).DialContext, cfg.ReadTimeout),
 		MaxIdleConns:          cfg.MaxIdleConnsPerHost * 2,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       cfg.IdleConnTimeout,

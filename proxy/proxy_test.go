@@ -476,3 +476,29 @@ func TestOnlyIfCached(t *testing.T) {
 		t.Errorf("got %d with %d origin requests; want 504, 0 (RFC 9111 §5.2.1.7)", resp.StatusCode, o.hits.Load())
 	}
 }
+
+func TestUpstreamStallsMidBody(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "12345")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // stall until the proxy gives up
+	})
+	p, srv := newTestProxy(t, o.URL, func(c *Config) { c.ReadTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	resp, err := http.Get(srv.URL + "/stall")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Errorf("client got a complete response from a stalled upstream")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v; the read timeout is 200ms", d)
+	}
+	if st := p.Stats(); st.Entries != 0 || st.CutOff != 1 {
+		t.Errorf("entries %d, cut off %d; want 0, 1", st.Entries, st.CutOff)
+	}
+}
