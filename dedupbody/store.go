@@ -154,8 +154,23 @@ func (r Ref) ChargedSize() int64 {
 // [Body.Aux], immutable like them) and the heap bytes that value takes,
 // which [Body.Size] includes.
 func (s *Store) Put(data []byte, h uint64, aux func([]byte) (any, int64)) Ref {
+	return s.put(data, h, aux, false)
+}
+
+// PutCopy is [Store.Put] for bytes the caller keeps: when they are new, the
+// store keeps an exact-size copy (its own allocation, see [Alloc]); when an
+// equal body is stored, nothing is copied or allocated. data may be reused
+// by the caller as soon as PutCopy returns.
+func (s *Store) PutCopy(data []byte, h uint64, aux func([]byte) (any, int64)) Ref {
+	return s.put(data, h, aux, true)
+}
+
+func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNew bool) Ref {
 	s.puts.Add(1)
 	if len(data) < s.minShare {
+		if copyNew {
+			data = append(Alloc(len(data)), data...)
+		}
 		b := &Body{data: data, store: s, hash: h, refs: 1, charged: true}
 		if aux != nil {
 			b.aux, b.extra = aux(data)
@@ -182,6 +197,9 @@ func (s *Store) Put(data []byte, h uint64, aux func([]byte) (any, int64)) Ref {
 			return r
 		}
 		s.collide.Add(1)
+	}
+	if copyNew {
+		data = append(Alloc(len(data)), data...)
 	}
 	b := &Body{data: data, store: s, next: head, hash: h, refs: 1, charged: true, indexed: true}
 	if aux != nil {

@@ -608,44 +608,67 @@ func TestBuilderOverflow(t *testing.T) {
 
 func TestBuilderAllocation(t *testing.T) {
 	tests := []struct {
-		name  string
-		hint  int
-		n     int // bytes written, in 1000-byte chunks
-		copy  bool
-		first bool // want the stored buffer to be the one NewBuilder allocated
+		name string
+		hint int
+		n    int // bytes written, in 1000-byte chunks
 	}{
-		{"exact hint: no regrowth, no copy", 10000, 10000, false, true},
-		{"exact hint just past 32 KiB: no copy despite page rounding", 32769, 32769, false, true},
-		{"overestimated hint: trimmed", 64 << 10, 10000, true, false},
-		{"no hint: growth slack trimmed", 0, 10000, true, false},
-		{"underestimated hint: regrown then trimmed", 4000, 10000, true, false},
+		{"exact hint", 10000, 10000},
+		{"exact hint just past 32 KiB (page rounding)", 32769, 32769},
+		{"overestimated hint", 64 << 10, 10000},
+		{"no hint: grown in scratch space", 0, 10000},
+		{"underestimated hint: regrown", 4000, 10000},
+		{"past the largest scratch class", 0, 3 << 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := New(Config{})
-			b := NewBuilder(tt.hint, 1<<20)
-			var first *byte
-			if tt.hint > 0 {
-				if got, want := cap(b.buf), cap(Alloc(tt.hint)); got != want {
-					t.Errorf("initial cap: got %d; want %d (size class of the hint)", got, want)
-				}
-				first = &b.buf[:1][0]
-			}
+			b := NewBuilder(tt.hint, 4<<20)
 			chunk := make([]byte, 1000)
 			for w := 0; w < tt.n; w += len(chunk) {
 				_, _ = b.Write(chunk[:min(len(chunk), tt.n-w)])
 			}
+			scratchBuf := &b.buf[:1][0]
 			r := b.Put(st, nil)
-			// At most the size class of the length, or an eighth of slack.
-			if got, want := r.Body().Size(), int64(max(cap(Alloc(tt.n)), tt.n+tt.n/8)); got > want {
-				t.Errorf("Size: got %d; want <= %d (len %d)", got, want, tt.n)
+			// A new body is stored as an exact-size copy: the size class of
+			// its length, never the scratch buffer (which goes back to the
+			// pool and may be reused at once).
+			if got, want := r.Body().Size(), int64(cap(Alloc(tt.n))); got != want {
+				t.Errorf("Size: got %d; want %d (size class of len %d)", got, want, tt.n)
 			}
-			if got := &r.Bytes()[:1][0] == first; got != tt.first {
-				t.Errorf("stored the builder's first buffer: got %v; want %v", got, tt.first)
+			if &r.Bytes()[:1][0] == scratchBuf {
+				t.Errorf("stored the scratch buffer itself")
+			}
+			if b.buf != nil {
+				t.Errorf("scratch buffer not handed back after Put")
 			}
 			r.Release()
 			checkEmpty(t, st)
 		})
+	}
+}
+
+// TestBuilderDuplicateNoGarbage checks what dedup is for on the miss path:
+// streaming in a body that is already stored allocates (almost) nothing.
+func TestBuilderDuplicateNoGarbage(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random")
+	}
+	st := New(Config{})
+	data := bytes.Repeat([]byte("d"), 16<<10)
+	keep := st.Put(bytes.Clone(data), Sum(data), nil)
+	defer keep.Release()
+	allocs := testing.AllocsPerRun(200, func() {
+		b := NewBuilder(len(data), 1<<20)
+		_, _ = b.Write(data[:8<<10])
+		_, _ = b.Write(data[8<<10:])
+		b.Put(st, nil).Release()
+	})
+	// The Builder itself and the pool's slice header: no 16 KiB buffer.
+	if allocs > 2 {
+		t.Errorf("allocs per duplicate body: got %v; want <= 2", allocs)
+	}
+	if got := st.Stats().Bodies; got != 1 {
+		t.Errorf("bodies: got %d; want 1", got)
 	}
 }
 

@@ -356,8 +356,10 @@ func (c *capture) finish(end int) {
 		case c.b.Overflowed():
 			c.p.fills.tooBig.Add(1)
 		default:
-			c.p.commit(c)
+			c.p.commit(c) // hands the scratch buffer back
+			return
 		}
+		c.b.Discard()
 	})
 }
 

@@ -1,0 +1,5 @@
+//go:build !race
+
+package dedupbody
+
+const raceEnabled = false
