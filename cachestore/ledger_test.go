@@ -202,7 +202,7 @@ func TestRandomLedger(t *testing.T) {
 		bodyRefs, hdrRefs := map[*dedupbody.Body]int{}, map[*dedupbody.Body]int{}
 		var own, charged, unique int64
 		for _, e := range live {
-			if e.Cause() != 0 || e.released.Load() {
+			if e.Cause() != 0 || e.isReleased() {
 				t.Errorf("%s: live entry already released (cause %v)", e.Key, e.Cause())
 			}
 			bodyRefs[e.Body.Body()]++
@@ -292,7 +292,7 @@ func TestRandomLedger(t *testing.T) {
 		}
 		for _, es := range created {
 			for _, e := range es {
-				if !e.released.Load() || e.Cause() == 0 {
+				if !e.isReleased() || e.Cause() == 0 {
 					t.Fatalf("%s: not released after Close (cause %v)", e.Key, e.Cause())
 				}
 			}

@@ -137,7 +137,8 @@ func (s *Store) Get(h uint64) (*Entry, bool) {
 // entry was handed to ristretto; false means it was released already.
 // Admission may still be refused later, and then e is released then.
 func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
-	e.cost = s.overhead + int64(len(e.Key)) + int64(len(e.Vary)) + e.Header.ChargedSize() + e.Body.ChargedSize()
+	cost := s.overhead + int64(len(e.Key)) + int64(len(e.Vary)) + e.Header.ChargedSize() + e.Body.ChargedSize()
+	e.setCost(cost)
 	s.entries.Add(1)
 	if e.Body.Body() != nil {
 		s.withBody.Add(1)
@@ -148,7 +149,7 @@ func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
 	if ttl < 0 {
 		ttl = time.Nanosecond
 	}
-	if !s.cache.SetWithTTL(h, e, e.cost, ttl) {
+	if !s.cache.SetWithTTL(h, e, cost, ttl) {
 		// Dropped by ristretto's full set buffer (or the store is closed):
 		// no callback will ever fire for e.
 		s.mark(e, Dropped)
@@ -195,7 +196,7 @@ func (s *Store) Each(fn func(e *Entry) bool) {
 
 func (s *Store) mark(e *Entry, c ReleaseCause) {
 	if e != nil {
-		e.cause.CompareAndSwap(0, uint32(c))
+		e.markCause(c)
 	}
 }
 
@@ -222,14 +223,14 @@ func (s *Store) onExit(e *Entry) {
 	if e == nil {
 		return
 	}
-	if !e.released.CompareAndSwap(false, true) {
+	if !e.markReleased() {
 		s.doubleRel.Add(1)
 		return
 	}
 	// Only Del reaches OnExit without a cause: synchronously for a stored
 	// entry, or from ristretto's goroutine for a Set applied after the Del.
 	s.mark(e, Deleted)
-	cause := ReleaseCause(e.cause.Load())
+	cause := e.Cause()
 	e.Header.Release()
 	e.Body.Release()
 	s.entries.Add(-1)

@@ -72,19 +72,48 @@ func renderHeader(h http.Header) []byte {
 	return b
 }
 
-// parseBlock turns a block made by renderHeader back into a header whose
-// strings point into the block (which is immutable and never recycled) and
-// whose value slices are full (cap == len), so that a net/http Header.Add on
-// a response header holding them reallocates instead of writing into the
-// shared array. It returns the header and an estimate of the heap it takes
-// beyond the block. It is a dedupbody aux function.
+// field is one field of a parsed block: its name and values, strings that
+// point into the block (immutable, never recycled). values is full
+// (cap == len), so that a net/http Header.Add on a response header holding
+// it reallocates instead of writing into the shared array.
+type field struct {
+	name   string
+	values []string
+}
+
+// blockFields is the parsed form of a stored header block (its dedupbody
+// aux value): one per distinct block, shared by every entry using the
+// block, read-only. A flat slice rather than an http.Header: 40 B per field
+// plus one shared values array, against a map's ~330 B group and a slice
+// allocation per field, and the hit path copies it into the response header
+// by walking the slice instead of iterating a map (BENCHMARKS.md).
+type blockFields []field
+
+// get returns the first value of field k, or "".
+func (f blockFields) get(k string) string {
+	for i := range f {
+		if f[i].name == k {
+			if len(f[i].values) > 0 {
+				return f[i].values[0]
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// parseBlock turns a block made by renderHeader back into its fields. It
+// returns them and an estimate of the heap they take beyond the block. It
+// is a dedupbody aux function.
 func parseBlock(block []byte) (any, int64) {
-	h := make(http.Header)
 	var s string
 	if len(block) > 0 {
 		s = unsafe.String(&block[0], len(block))
 	}
-	var extra int64 = 48 // map header
+	n := strings.Count(s, "\r\n")
+	vals := make([]string, 0, n)
+	fields := make(blockFields, 0, n)
+	start := 0 // index in vals of the last field's first value
 	for len(s) > 0 {
 		i := strings.Index(s, "\r\n")
 		if i < 0 {
@@ -96,20 +125,37 @@ func parseBlock(block []byte) (any, int64) {
 		if !ok {
 			continue
 		}
-		vs := h[k]
-		if vs == nil {
-			extra += 64 // map slot, key and slice headers
+		if last := len(fields) - 1; last >= 0 && fields[last].name == k {
+			vals = append(vals, v) // renderHeader keeps a field's values together
+			fields[last].values = vals[start:len(vals):len(vals)]
+			continue
 		}
-		vs = append(vs, v)
-		h[k] = vs[:len(vs):len(vs)]
-		extra += 16 + 16 // value string header, growth slack
+		if j := slices.IndexFunc(fields, func(f field) bool { return f.name == k }); j >= 0 {
+			// Not adjacent (not a renderHeader block): a values array of its own.
+			fields[j].values = slices.Clip(append(slices.Clone(fields[j].values), v))
+			continue
+		}
+		start = len(vals)
+		vals = append(vals, v)
+		fields = append(fields, field{name: k, values: vals[start:len(vals):len(vals)]})
 	}
-	return h, extra
+	// The interface box, the fields array and the values array.
+	extra := int64(24 + 40*cap(fields) + 16*cap(vals))
+	return fields, extra
 }
 
-// blockHeader returns the parsed header of a stored block.
+// blockHeader returns the fields of a stored block as a new http.Header
+// whose value slices are the block's (shared, full: append reallocates).
+// For the miss and revalidation paths; the hit path walks blockFields.
 func blockHeader(aux any) http.Header {
-	h, _ := aux.(http.Header)
+	f, _ := aux.(blockFields)
+	if f == nil {
+		return nil
+	}
+	h := make(http.Header, len(f))
+	for _, x := range f {
+		h[x.name] = x.values
+	}
 	return h
 }
 

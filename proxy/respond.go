@@ -14,10 +14,10 @@ import (
 // Range requests branch off to serveSpecial.
 func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, age time.Duration, cs []string, st Status) {
 	p.counts[st].Add(1)
-	hdr := blockHeader(e.Header.Body().Aux())
+	hdr, _ := e.Header.Body().Aux().(blockFields)
 	h := w.Header()
-	for k, v := range hdr {
-		h[k] = v
+	for i := range hdr {
+		h[hdr[i].name] = hdr[i].values
 	}
 	h["Date"] = p.dates.get(e.Date)
 	h["Age"] = ageValue(age)
@@ -43,10 +43,10 @@ var notModifiedDrop = []string{"Content-Length", "Content-Type", "Content-Encodi
 // serveSpecial answers a conditional or Range request from a stored
 // response, once the header is filled in. It reports whether it wrote the
 // response.
-func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, hdr http.Header) bool {
+func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, hdr blockFields) bool {
 	status := int(e.Status)
 	if (status == http.StatusOK || status == http.StatusNoContent) &&
-		policy.NotModified(r.Header, blockField(hdr, "Etag"), blockField(hdr, "Last-Modified")) {
+		policy.NotModified(r.Header, hdr.get("Etag"), hdr.get("Last-Modified")) {
 		// RFC 9111 §4.3.2: a cache answers a conditional request itself
 		// from a fresh stored response whose validators match.
 		h := w.Header()
@@ -87,14 +87,14 @@ func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachesto
 
 // ifRangeMatches evaluates If-Range (RFC 9110 §13.1.5): absent, or a strong
 // ETag equal to the stored one, or an HTTP-date equal to Last-Modified.
-func ifRangeMatches(v string, hdr http.Header) bool {
+func ifRangeMatches(v string, hdr blockFields) bool {
 	if v == "" {
 		return true
 	}
 	if len(v) > 0 && (v[0] == '"' || (len(v) > 2 && v[:2] == "W/")) {
-		etag := blockField(hdr, "Etag")
+		etag := hdr.get("Etag")
 		return v[0] == '"' && etag == v // weak validators never match (strong comparison)
 	}
-	lm := blockField(hdr, "Last-Modified")
+	lm := hdr.get("Last-Modified")
 	return lm != "" && lm == v
 }
