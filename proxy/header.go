@@ -25,6 +25,7 @@ var notStored = map[string]bool{
 	"Date":                true,
 	"Age":                 true,
 	"X-Cache":             true,
+	"Cache-Status":        true, // an upstream cache's member described the original fetch, not a later hit
 	"Content-Length":      true, // set from the stored body
 }
 
