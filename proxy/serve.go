@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"dedupcache/cachestore"
+	"dedupcache/policy"
+)
+
+// serve answers one proxied request: from the cache when it holds a usable
+// response, from the upstream otherwise.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		var ok bool
+		if r, ok = p.cacheablePOST(w, r); !ok {
+			p.forward(w, r, &fill{status: StatusBypass, fwd: "method"})
+			return
+		}
+	}
+	host, uri := keyParts(r)
+	h := keyHash(host, uri)
+	e, fwd := p.lookup(r, host, uri, h)
+	req := noDirectives
+	hasDirectives := len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0
+	if hasDirectives {
+		req = policy.ParseRequest(r.Header)
+	}
+	var stale *cachestore.Entry
+	if e != nil {
+		if e.Flags&flagHitForMiss != 0 {
+			p.forward(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h})
+			return
+		}
+		now := p.now()
+		age := entryAge(e, now)
+		fr := entryFreshness(e)
+		if !hasDirectives && age < fr.Lifetime && !fr.NoCache {
+			p.serveEntry(w, r, e, age, hitValue(fr.Lifetime-age), StatusHit) // the common hit
+			return
+		}
+		action, why := policy.Evaluate(req, fr, age)
+		switch action {
+		case policy.Serve:
+			cs := hitValue(fr.Lifetime - age)
+			if age >= fr.Lifetime {
+				cs = []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=max-stale"}
+			}
+			p.serveEntry(w, r, e, age, cs, StatusHit)
+			return
+		case policy.ServeStale:
+			p.serveEntry(w, r, e, age, []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=stale-while-revalidate"}, StatusStale)
+			p.refresh(r, e, host, uri, h)
+			return
+		}
+		stale = e
+		fwd = "stale"
+		switch why {
+		case policy.ReasonRequestNoCache, policy.ReasonRequestMaxAge, policy.ReasonRequestMinFresh:
+			if age < fr.Lifetime {
+				fwd = "request" // RFC 9211 §2.2: fresh, but the request did not allow it
+			}
+		}
+	}
+	f := &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h, stale: stale, req: req}
+	if hasDirectives && req.CC.OnlyIfCached {
+		// RFC 9111 §5.2.1.7: nothing usable is stored.
+		p.counts[StatusMiss].Add(1)
+		w.Header()["X-Cache"] = xCache[StatusMiss]
+		w.Header().Set("Cache-Status", cacheName+"; detail=only-if-cached") // nothing went forward
+		http.Error(w, "not cached (only-if-cached)", http.StatusGatewayTimeout)
+		return
+	}
+	if hasDirectives && req.CC.NoStore {
+		f.noStore = true
+		if stale == nil {
+			f.fwd = "request"
+		}
+	}
+	if r.Method == http.MethodHead || f.noStore {
+		f.noStore = true // a HEAD response has no body to store
+		p.forward(w, r, f)
+		return
+	}
+	p.coalesce(w, r, f)
+}
+
+// lookup returns the entry stored for r (resolving Vary), or nil and the
+// Cache-Status fwd reason.
+func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore.Entry, string) {
+	e, ok := p.store.Get(h)
+	if !ok || !keyIs(e.Key, host, uri) {
+		return nil, "uri-miss" // absent, or a 64-bit hash collision
+	}
+	if e.Vary != "" {
+		if e, ok = p.variant(e, r); !ok {
+			return nil, "vary-miss"
+		}
+	}
+	return e, ""
+}
+
+// serveFromCache answers r from the cache if a response usable for it is
+// stored; it reports whether it did. collapsedFwd, if set, is the fwd
+// reason of a request that waited for another's upstream fetch (RFC 9211
+// §2.2 "collapsed").
+func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, collapsedFwd string) bool {
+	host, uri := keyParts(r)
+	e, _ := p.lookup(r, host, uri, keyHash(host, uri))
+	if e == nil || e.Flags&flagHitForMiss != 0 {
+		return false
+	}
+	age := entryAge(e, p.now())
+	fr := entryFreshness(e)
+	req := noDirectives
+	if len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0 {
+		req = policy.ParseRequest(r.Header)
+		if req.CC.NoCache || req.PragmaNoCache {
+			// The leader just fetched it for this flight: that is the
+			// validation the request asked for.
+			req.CC.NoCache, req.PragmaNoCache = false, false
+		}
+	}
+	if action, _ := policy.Evaluate(req, fr, age); action != policy.Serve {
+		return false
+	}
+	cs := hitValue(fr.Lifetime - age)
+	if collapsedFwd != "" {
+		cs = []string{cacheName + "; fwd=" + collapsedFwd + "; collapsed"}
+	}
+	p.serveEntry(w, r, e, age, cs, StatusHit)
+	return true
+}
+
+// variant resolves a Vary index entry to the variant for r.
+func (p *Proxy) variant(index *cachestore.Entry, r *http.Request) (*cachestore.Entry, bool) {
+	names := strings.Split(index.Vary, ",")
+	vk := variantKey(index.Key, policy.VaryKey(names, r.Header))
+	e, ok := p.store.Get(keyHashString(vk))
+	if !ok || e.Key != vk {
+		return nil, false
+	}
+	return e, true
+}
+
+// entryAge is the entry's current_age (RFC 9111 §4.2.3).
+func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
+	return time.Duration(e.InitialAge)*time.Second + time.Duration(now.UnixNano()-e.Stored)
+}
+
+// Entry flag bits.
+const (
+	flagNoCache        uint32 = 1 << iota // revalidate before every use
+	flagMustRevalidate                    // never serve stale
+	flagHeuristic                         // lifetime is heuristic
+	flagHitForMiss                        // marker: the URL's response was not storable
+	flagSynthETag                         // the ETag was made by us, not the origin
+)
+
+// entryFreshness rebuilds the policy view of an entry.
+func entryFreshness(e *cachestore.Entry) policy.Freshness {
+	return policy.Freshness{
+		Lifetime:             time.Duration(e.Lifetime) * time.Second,
+		Heuristic:            e.Flags&flagHeuristic != 0,
+		StaleWhileRevalidate: time.Duration(e.StaleRevalidate) * time.Second,
+		StaleIfError:         time.Duration(e.StaleError) * time.Second,
+		MustRevalidate:       e.Flags&flagMustRevalidate != 0,
+		NoCache:              e.Flags&flagNoCache != 0,
+	}
+}
+
+// noDirectives is the policy view of a request without Cache-Control or
+// Pragma (the zero policy.Request would read as "max-age=0").
+var noDirectives = policy.ParseRequest(http.Header{})
