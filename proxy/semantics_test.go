@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -476,4 +477,48 @@ func TestCachePOST(t *testing.T) {
 	// A GET of the same URL is a different key.
 	resp, _ := do(t, "GET", srv.URL+"/graphql")
 	expect(t, "GET after POST", resp.Header.Get("X-Cache"), "MISS")
+}
+
+// TestCoalescedWaiterCancellation: a waiter whose client gives up returns
+// at once, while the leader goes on and stores the response.
+func TestCoalescedWaiterCancellation(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, "late")
+	})
+	p, srv := newTestProxy(t, o.URL, nil)
+	leaderDone := make(chan string)
+	go func() {
+		resp, err := http.Get(srv.URL + "/slow")
+		if err != nil {
+			leaderDone <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		leaderDone <- string(b)
+	}()
+	for o.hits.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/slow", nil)
+	start := time.Now()
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("waiter got a response while the leader was still waiting")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("cancelled waiter returned after %v", d)
+	}
+	close(release)
+	if got := <-leaderDone; got != "late" {
+		t.Errorf("leader: got %q; want the body", got)
+	}
+	if o.hits.Load() != 1 || p.Stats().Entries != 1 {
+		t.Errorf("origin requests %d, entries %d; want 1, 1", o.hits.Load(), p.Stats().Entries)
+	}
 }
