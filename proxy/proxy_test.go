@@ -502,3 +502,40 @@ func TestUpstreamStallsMidBody(t *testing.T) {
 		t.Errorf("entries %d, cut off %d; want 0, 1", st.Entries, st.CutOff)
 	}
 }
+
+func TestBadRequests(t *testing.T) {
+	o := newOrigin(t, cacheable("x"))
+	_, srv := newTestProxy(t, o.URL, nil)
+	tests := []struct {
+		name string
+		raw  string
+		want int
+	}{
+		{"CONNECT (RFC 9110 §9.3.6: not for a reverse proxy)", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405},
+		{"header too large (RFC 6585 §5)", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431},
+		{"no Host in HTTP/1.1 (RFC 9112 §3.2)", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"malformed request line", "GARBAGE\r\n\r\n", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			go func() { _, _ = io.WriteString(c, tt.raw) }()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("got %d; want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+	if o.hits.Load() != 0 {
+		t.Errorf("bad requests reached the origin %d times", o.hits.Load())
+	}
+}

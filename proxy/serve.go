@@ -13,6 +13,12 @@ import (
 // serve answers one proxied request: from the cache when it holds a usable
 // response, from the upstream otherwise.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		// A reverse proxy for one upstream does not open tunnels.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		var ok bool
 		if r, ok = p.cacheablePOST(w, r); !ok {
