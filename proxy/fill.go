@@ -313,7 +313,8 @@ type capture struct {
 	rtime time.Time
 	hdr   http.Header
 
-	once sync.Once
+	once  sync.Once
+	ended bool // Read returned an error or EOF
 }
 
 func (c *capture) Read(p []byte) (int, error) {
@@ -328,10 +329,25 @@ func (c *capture) Read(p []byte) (int, error) {
 	case err != nil:
 		c.finish(endError)
 	}
+	if err != nil {
+		c.ended = true
+	}
 	return n, err
 }
 
+// Close ends the capture. A leader's capture that has not reached the end
+// (its client went away) first reads the rest of the body, so that the
+// response its waiters wait for is still stored; the read is bounded by
+// max_object_size and the upstream read timeout.
 func (c *capture) Close() error {
+	if c.f.leader {
+		buf := make([]byte, 32<<10)
+		for !c.ended && !c.b.Overflowed() {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+	}
 	c.finish(endClose)
 	return c.rc.Close()
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -20,9 +21,14 @@ import (
 //   - not storable (no-store, private, ...): the leader marked the key
 //     hit-for-miss (see markHitForMiss), and the waiters and every request
 //     for the next hitForMissTTL go straight upstream without queueing.
-//   - the leader failed (upstream error, body cut off, its client hung up):
-//     each waiter forwards its own request; they get their own answer or
-//     error, never a silent failure.
+//   - the leader failed (upstream error, body cut off): each waiter
+//     forwards its own request; they get their own answer or error, never
+//     a silent failure.
+//
+// The leader's upstream fetch is detached from its client: if that client
+// hangs up, the fetch goes on and the capture reads the rest of the body
+// (bounded by max_object_size and the upstream read timeout), so the
+// waiters are still answered from the cache.
 //
 // Each waiter honours its own client's cancellation. The leader's work
 // runs on singleflight's goroutine and writes to the leader's
@@ -91,7 +97,15 @@ func (p *Proxy) coalesce(w http.ResponseWriter, r *http.Request, f *fill) {
 			v = res
 		}()
 		f.leader = true
-		p.leaderServe(w, r, f)
+		// The leader's fetch does not die with its client (its waiters
+		// need the response): detach it from the client's cancellation.
+		// The new context has a Done channel, so ReverseProxy does not
+		// fall back to CloseNotify; it ends on proxy Close, and the
+		// upstream timeouts bound it.
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer cancel()
+		defer context.AfterFunc(p.ctx, cancel)()
+		p.leaderServe(w, r.WithContext(ctx), f)
 		res.stored = f.committed.Load()
 		return res, nil
 	})
