@@ -14,11 +14,11 @@ import (
 // fixture is a Store over a body store and a header store that records every
 // OnRelease call.
 type fixture struct {
-	t                *testing.T
-	s                *Store
-	bodies, headers  *dedupbody.Store
-	stall, unstalled chan struct{} // see stallPolicy
-	staller          *Entry
+	t               *testing.T
+	s               *Store
+	bodies, headers *dedupbody.Store
+	stall           chan struct{} // see stallPolicy
+	staller         *Entry
 
 	mu       sync.Mutex
 	released map[*Entry][]ReleaseCause

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -166,18 +165,4 @@ func blockField(h http.Header, k string) string {
 		return vs[0]
 	}
 	return ""
-}
-
-var crlf = []byte("\r\n")
-
-// validBlock reports whether every line of b has the "Name: value" form.
-func validBlock(b []byte) bool {
-	for len(b) > 0 {
-		i := bytes.Index(b, crlf)
-		if i < 0 || bytes.IndexByte(b[:i], ':') <= 0 {
-			return false
-		}
-		b = b[i+2:]
-	}
-	return true
 }

@@ -22,7 +22,6 @@ func newClock() *clock {
 }
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-func withClock(c *clock) func(p *Proxy)  { return func(p *Proxy) { p.now = c.Now } }
 func setNow(p *Proxy, c *clock)          { p.now = c.Now }
 func expect(t *testing.T, what, got, want string) {
 	t.Helper()
