@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+)
+
+// FuzzParseBlock checks that a rendered header block parses back to the
+// same fields (names, values and their order), and that any bytes at all
+// parse without a panic.
+func FuzzParseBlock(f *testing.F) {
+	f.Add("Content-Type", "text/plain", "Etag", `"x"`, "Vary", "A, B")
+	f.Add("X", "", "Y", "a: b", "Z", "\t")
+	f.Add("A", "1", "A", "2", "B", "3")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 string) {
+		_, _ = parseBlock([]byte(k1 + v1 + "\r\n" + k2 + ": " + v2 + "\r\n" + k3)) // arbitrary bytes
+		h := http.Header{}
+		for _, kv := range [][2]string{{k1, v1}, {k2, v2}, {k3, v3}} {
+			k, v := kv[0], kv[1]
+			if !validFieldName(k) || !validFieldValue(v) {
+				return
+			}
+			h[http.CanonicalHeaderKey(k)] = append(h[http.CanonicalHeaderKey(k)], v)
+		}
+		aux, extra := parseBlock(renderHeader(h))
+		if extra <= 0 {
+			t.Errorf("extra: got %d; want > 0", extra)
+		}
+		got := blockHeader(aux)
+		if len(got) != len(h) {
+			t.Fatalf("fields: got %v; want %v", got, h)
+		}
+		for k, vs := range h {
+			if !slices.Equal(got[k], vs) {
+				t.Errorf("%s: got %q; want %q", k, got[k], vs)
+			}
+			if cap(got[k]) != len(got[k]) {
+				t.Errorf("%s: values not full (cap %d, len %d): an append could write into the shared block", k, cap(got[k]), len(got[k]))
+			}
+		}
+	})
+}
+
+// validFieldName reports whether s is a token (RFC 9110 §5.1), as net/http
+// accepts from an upstream.
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == '"' || c == '(' || c == ')' || c == ',' || c == '/' ||
+			c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' || c == '\\' ||
+			c == ']' || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether s can be a field value net/http hands
+// over (no CR, LF or NUL).
+func validFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
