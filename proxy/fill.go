@@ -34,10 +34,13 @@ type fill struct {
 	req       policy.Request
 	reqTime   time.Time
 
-	post      bool              // a POST cached by operator opt-in (see post.go)
-	stale     *cachestore.Entry // a stored response being revalidated, or nil
-	leader    bool              // this request leads a coalesced flight
-	committed atomic.Bool       // a response was stored for this fill
+	post  bool              // a POST cached by operator opt-in (see post.go)
+	stale *cachestore.Entry // a stored response being revalidated, or nil
+	// revalidating: the outbound request carries stale's validators, so a
+	// 304 is about the stored response.
+	revalidating bool
+	leader       bool        // this request leads a coalesced flight
+	committed    atomic.Bool // a response was stored for this fill
 }
 
 func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
@@ -63,6 +66,7 @@ func (p *Proxy) rewrite(pr *proxyRequest) {
 	}
 	if f.stale != nil {
 		setValidators(pr.Out.Header, f.stale)
+		f.revalidating = true
 	}
 }
 
@@ -99,6 +103,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if f.stale != nil {
 		switch resp.StatusCode {
 		case http.StatusNotModified:
+			if !f.revalidating {
+				break // the client's own conditional: its 304 passes through
+			}
 			if e := p.freshen(f, resp, now); e != nil {
 				p.revalidated.Add(1)
 				p.replaceResponse(resp, f, e, StatusHit, fmt.Sprintf("%s; fwd=%s; fwd-status=304", cacheName, f.fwd))

@@ -521,3 +521,24 @@ func TestCoalescedWaiterCancellation(t *testing.T) {
 		t.Errorf("origin requests %d, entries %d; want 1, 1", o.hits.Load(), p.Stats().Entries)
 	}
 }
+
+// TestRequestNoStoreLeavesStaleEntry: RFC 9111 §5.2.1.5 — a request with
+// no-store does not revalidate (and so update) a stale stored response.
+func TestRequestNoStoreLeavesStaleEntry(t *testing.T) {
+	s := &scripted{}
+	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "1")
+	o := newOrigin(t, s.handler)
+	p, srv := newTestProxy(t, o.URL, nil)
+	c := newClock()
+	setNow(p, c)
+	s.now = c.Now
+	do(t, "GET", srv.URL+"/n")
+	c.Advance(20 * time.Second)
+	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "2")
+	resp, body := do(t, "GET", srv.URL+"/n", "Cache-Control", "no-store")
+	expect(t, "no-store request", resp.Header.Get("X-Cache")+" "+body, "BYPASS v1")
+	expect(t, "no validator sent", s.last().Header.Get("If-None-Match"), "")
+	if p.revalidated.Load() != 0 {
+		t.Errorf("stale entry was freshened by a no-store request")
+	}
+}

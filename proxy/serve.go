@@ -80,7 +80,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if hasDirectives && req.CC.NoStore {
-		f.noStore = true
+		// RFC 9111 §5.2.1.5: store no part of this request or of any
+		// response to it, so a stale entry is not revalidated (a 304
+		// would update it) but bypassed.
+		f.noStore, f.stale = true, nil
 		if stale == nil {
 			f.fwd = "request"
 		}

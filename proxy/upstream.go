@@ -203,6 +203,7 @@ func (p *Proxy) fetchInBackground(f *fill) {
 		out.Header.Set("Accept-Encoding", ae)
 	}
 	setValidators(out.Header, f.stale)
+	f.revalidating = true
 	f.reqTime = p.now()
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
