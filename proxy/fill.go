@@ -45,6 +45,9 @@ type fill struct {
 
 func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
 
+// varyIndexTTL is the least time a Vary index entry is kept.
+const varyIndexTTL = time.Hour
+
 // hitForMissTTL is how long a URL whose response was not storable goes
 // straight upstream without coalescing (Varnish's hit-for-miss).
 const hitForMissTTL = 10 * time.Second
@@ -458,7 +461,10 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 	p.index.stored(h, f.hash, f.host, e, tags)
 	p.store.Set(h, e, ttl)
 	if e.Key != primary && len(vary) > 0 {
-		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, ttl)
+		// The index outlives any one variant (each store renews it): an
+		// index that expired first would hide variants still fresh. An
+		// index left without variants only costs a vary-miss lookup.
+		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, max(ttl, varyIndexTTL))
 	}
 	// New keys reach ristretto's map asynchronously: wait, so that the
 	// next request for the key finds it.
