@@ -542,3 +542,30 @@ func TestRequestNoStoreLeavesStaleEntry(t *testing.T) {
 		t.Errorf("stale entry was freshened by a no-store request")
 	}
 }
+
+// TestHeadFillsCache: a HEAD miss fetches the GET (as nginx and Varnish
+// do), stores it, and answers the HEAD from it; the next GET is a hit.
+func TestHeadFillsCache(t *testing.T) {
+	var methods []string
+	var mu sync.Mutex
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		methods = append(methods, r.Method)
+		mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, "twelve bytes")
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	resp, body := do(t, "HEAD", srv.URL+"/h")
+	if resp.StatusCode != 200 || body != "" || resp.ContentLength != 12 || resp.Header.Get("X-Cache") != "MISS" {
+		t.Errorf("HEAD: %d %q length %d %s; want 200, no body, 12, MISS", resp.StatusCode, body, resp.ContentLength, resp.Header.Get("X-Cache"))
+	}
+	expect(t, "HEAD Cache-Status", resp.Header.Get("Cache-Status"), "dedupcache; fwd=uri-miss; stored")
+	resp, body = do(t, "GET", srv.URL+"/h")
+	expect(t, "GET after HEAD", resp.Header.Get("X-Cache")+" "+body, "HIT twelve bytes")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(methods) != 1 || methods[0] != "GET" {
+		t.Errorf("origin saw %v; want [GET]", methods)
+	}
+}

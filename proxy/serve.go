@@ -88,8 +88,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			f.fwd = "request"
 		}
 	}
-	if r.Method == http.MethodHead || f.noStore {
-		f.noStore = true // a HEAD response has no body to store
+	if f.noStore {
+		p.forward(w, r, f)
+		return
+	}
+	if r.Method == http.MethodHead {
+		if stale == nil {
+			p.headFill(w, r, f)
+			return
+		}
+		f.noStore = true // revalidate the stored GET with the HEAD (RFC 9111 §4.3.5 on a 304)
 		p.forward(w, r, f)
 		return
 	}
@@ -116,6 +124,16 @@ func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore
 // reason of a request that waited for another's upstream fetch (RFC 9211
 // §2.2 "collapsed").
 func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, collapsedFwd string) bool {
+	cs := ""
+	if collapsedFwd != "" {
+		cs = cacheName + "; fwd=" + collapsedFwd + "; collapsed"
+	}
+	return p.serveFromCacheAs(w, r, StatusHit, cs)
+}
+
+// serveFromCacheAs is serveFromCache with the X-Cache status and, if not
+// empty, the Cache-Status value to send.
+func (p *Proxy) serveFromCacheAs(w http.ResponseWriter, r *http.Request, st Status, status string) bool {
 	host, uri := keyParts(r)
 	e, _ := p.lookup(r, host, uri, keyHash(host, uri))
 	if e == nil || e.Flags&flagHitForMiss != 0 {
@@ -136,10 +154,10 @@ func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, collapsed
 		return false
 	}
 	cs := hitValue(fr.Lifetime - age)
-	if collapsedFwd != "" {
-		cs = []string{cacheName + "; fwd=" + collapsedFwd + "; collapsed"}
+	if status != "" {
+		cs = []string{status}
 	}
-	p.serveEntry(w, r, e, age, cs, StatusHit)
+	p.serveEntry(w, r, e, age, cs, st)
 	return true
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"dedupcache/cachestore"
 	"dedupcache/policy"
 )
@@ -151,27 +153,62 @@ func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
 // refresh revalidates or refetches e in the background (RFC 5861
 // stale-while-revalidate), once per key: it joins the key's flight.
 func (p *Proxy) refresh(r *http.Request, e *cachestore.Entry, host, uri string, h uint64) {
-	if p.ctx.Err() != nil {
-		return
-	}
-	f := &fill{
+	p.fetchDetached(&fill{
 		status: StatusMiss, fwd: "stale", host: host, uri: uri, hash: h,
 		method: http.MethodGet, reqHeader: r.Header.Clone(), stale: e, leader: true,
+	}, &p.refreshes)
+}
+
+// fetchDetached runs fetchInBackground for f in the key's flight (joining
+// one under way) and returns the flight's channel (nil once the proxy is
+// closing). The work is owned by the proxy: Close waits for it. count, if
+// not nil, counts fetches actually started.
+func (p *Proxy) fetchDetached(f *fill, count *atomic.Int64) <-chan singleflight.Result {
+	if p.ctx.Err() != nil {
+		return nil
 	}
 	p.bg.Add(1)
-	ch := p.flights.DoChan(keyString(host, uri), func() (any, error) {
-		p.refreshes.Add(1)
+	ch := p.flights.DoChan(keyString(f.host, f.uri), func() (any, error) {
+		if count != nil {
+			count.Add(1)
+		}
 		p.fetchInBackground(f)
 		return flightResult{stored: f.committed.Load()}, nil
 	})
+	out := make(chan singleflight.Result, 1)
 	go func() {
 		defer p.bg.Done()
-		<-ch
+		out <- <-ch
 	}()
+	return out
+}
+
+// headFill answers a HEAD miss the way nginx and Varnish do: the cache
+// fetches the GET (in the key's flight, detached from this client), stores
+// it, and answers the HEAD from it. If nothing was stored, the HEAD itself
+// goes upstream.
+func (p *Proxy) headFill(w http.ResponseWriter, r *http.Request, f *fill) {
+	ch := p.fetchDetached(&fill{
+		status: StatusMiss, fwd: f.fwd, host: f.host, uri: f.uri, hash: f.hash,
+		method: http.MethodGet, reqHeader: r.Header.Clone(), req: f.req, leader: true,
+	}, nil)
+	if ch != nil {
+		select {
+		case out := <-ch:
+			if res, _ := out.Val.(flightResult); res.stored && p.serveFromCacheAs(w, r, StatusMiss, cacheName+"; fwd="+f.fwd+"; stored") {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+	f.noStore = true
+	p.forward(w, r, f)
 }
 
 // fetchInBackground performs f's upstream request with no client: it
 // stores the response (or freshens f.stale on 304) and discards the body.
+// It is f's leader and runs inside f's flight.
 func (p *Proxy) fetchInBackground(f *fill) {
 	defer func() {
 		if pv := recover(); pv != nil {
@@ -202,8 +239,10 @@ func (p *Proxy) fetchInBackground(f *fill) {
 	if ae := policy.AcceptEncodingBucket(f.reqHeader); ae != "" {
 		out.Header.Set("Accept-Encoding", ae)
 	}
-	setValidators(out.Header, f.stale)
-	f.revalidating = true
+	if f.stale != nil {
+		setValidators(out.Header, f.stale)
+		f.revalidating = true
+	}
 	f.reqTime = p.now()
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
