@@ -157,7 +157,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		cs += "; detail=" + detail
 	}
 	resp.Header.Add("Cache-Status", cs)
-	resp.Header.Add("Via", via(resp.ProtoMajor, resp.ProtoMinor))
 	return nil
 }
 
@@ -258,7 +257,7 @@ func (p *Proxy) replaceResponse(resp *http.Response, f *fill, e *cachestore.Entr
 	h["Age"] = ageValue(entryAge(e, now))
 	h["X-Cache"] = xCache[st]
 	h["Cache-Status"] = []string{cs}
-	resp.Header = h // the stored block already carries our Via
+	resp.Header = h
 	resp.StatusCode = int(e.Status)
 	resp.Status = ""
 	body := e.Body.Bytes()
@@ -413,9 +412,6 @@ func (p *Proxy) commit(c *capture) {
 // body's Content-Length and goes to the header store.
 func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
 	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	if vs := hdr["Via"]; len(vs) == 0 || vs[len(vs)-1] != via(1, 1) {
-		hdr["Via"] = append(vs, via(1, 1)) // not again after a 304 merge
-	}
 	block := renderHeader(hdr)
 	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
 	date := respTime

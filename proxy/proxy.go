@@ -184,7 +184,10 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// via returns this hop's Via member (RFC 9110 §7.6.3).
+// via returns this hop's Via member (RFC 9110 §7.6.3). As a gateway,
+// dedupcache MUST send it on the requests it forwards and MAY on
+// responses: it does not, since a tenth of hit throughput goes to one more
+// response field (BENCHMARKS.md, "Later checks").
 func via(major, minor int) string {
 	if major == 1 && minor == 1 {
 		return "1.1 " + cacheName
