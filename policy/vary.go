@@ -44,36 +44,33 @@ func ParseVary(respHdr http.Header) (names []string, star bool) {
 // and value is written with its length ("<len>:<name><len>:<value>", or
 // "<len>:<name>-" when absent).
 func VaryKey(names []string, reqHdr http.Header) string {
-	n := 0
-	for _, name := range names {
-		n += len(name) + 8
-		for _, v := range reqHdr[name] {
-			n += len(v) + 1
-		}
-	}
+	return string(AppendVaryKey(nil, names, reqHdr))
+}
+
+// AppendVaryKey appends [VaryKey]'s bytes to dst and returns the extended
+// slice, so that a caller with a buffer of its own (the cache's hit path)
+// builds the key without allocating.
+func AppendVaryKey(dst []byte, names []string, reqHdr http.Header) []byte {
 	var scratch [128]byte
-	var num [20]byte
-	var key strings.Builder
-	key.Grow(n)
 	for _, name := range names {
-		key.Write(strconv.AppendInt(num[:0], int64(len(name)), 10))
-		key.WriteByte(':')
-		key.WriteString(name)
+		dst = strconv.AppendInt(dst, int64(len(name)), 10)
+		dst = append(dst, ':')
+		dst = append(dst, name...)
 		var v []byte
 		switch lines, ok := reqHdr[name]; {
 		case name == "Accept-Encoding":
 			v = append(scratch[:0], AcceptEncodingBucket(reqHdr)...)
 		case !ok:
-			key.WriteByte('-')
+			dst = append(dst, '-')
 			continue
 		default:
 			v = appendNormalized(scratch[:0], lines)
 		}
-		key.Write(strconv.AppendInt(num[:0], int64(len(v)), 10))
-		key.WriteByte(':')
-		key.Write(v)
+		dst = strconv.AppendInt(dst, int64(len(v)), 10)
+		dst = append(dst, ':')
+		dst = append(dst, v...)
 	}
-	return key.String()
+	return dst
 }
 
 // appendNormalized appends the field lines combined into one list to dst:

@@ -107,3 +107,38 @@ func BenchmarkStaticHandler(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+// TestVaryHitDoesNotAllocate: most origins send Vary: Accept-Encoding, so
+// a hit through a Vary index must not allocate either.
+func TestVaryHitDoesNotAllocate(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Vary", "Accept-Encoding, Accept-Language")
+		_, _ = io.WriteString(w, "varied")
+	}))
+	t.Cleanup(o.Close)
+	p, srv := newTestProxy(t, o.URL, nil)
+	req, _ := http.NewRequest("GET", srv.URL+"/v", nil)
+	req.Header.Set("Accept-Encoding", "gzip, br")
+	req.Header.Set("Accept-Language", "en")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	in := httptest.NewRequest("GET", "/v", nil)
+	in.Host = strings.TrimPrefix(srv.URL, "http://")
+	in.Header = req.Header.Clone()
+	w := &discardWriter{h: make(http.Header)}
+	allocs := testing.AllocsPerRun(1000, func() {
+		w.reset()
+		p.serve(w, in)
+	})
+	if w.h.Get("X-Cache") != "HIT" || w.n != len("varied") {
+		t.Fatalf("not a hit: %v", w.h)
+	}
+	if allocs != 0 {
+		t.Errorf("Vary hit allocates %.1f times per request; want 0", allocs)
+	}
+}

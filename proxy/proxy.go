@@ -60,6 +60,8 @@ type Proxy struct {
 	coalesced   atomic.Int64 // waiters answered from their leader's response
 	refreshes   atomic.Int64 // background refreshes started
 	served      atomic.Int64 // body bytes written from the cache
+	varyLists   sync.Map     // Vary list -> []string names (see varyNames)
+	varyListN   atomic.Int64
 	liveCfg     atomic.Pointer[Live]
 	logSeq      atomic.Uint64 // access log sampling
 	invalidated atomic.Int64  // entries removed by unsafe requests

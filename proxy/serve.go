@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"dedupcache/cachestore"
 	"dedupcache/policy"
 )
@@ -162,15 +164,37 @@ func (p *Proxy) serveFromCacheAs(w http.ResponseWriter, r *http.Request, st Stat
 }
 
 // variant resolves a Vary index entry to the variant for r.
+// Most real responses vary (Vary: Accept-Encoding above all), so this is
+// on the hit path too: the variant key is built in a stack buffer and
+// compared without making a string.
 func (p *Proxy) variant(index *cachestore.Entry, r *http.Request) (*cachestore.Entry, bool) {
-	names := strings.Split(index.Vary, ",")
-	vk := variantKey(index.Key, policy.VaryKey(names, r.Header))
-	e, ok := p.store.Get(keyHashString(vk))
-	if !ok || e.Key != vk {
+	var buf [256]byte
+	vk := append(buf[:0], index.Key...)
+	vk = append(vk, 0)
+	vk = policy.AppendVaryKey(vk, p.varyNames(index.Vary), r.Header)
+	e, ok := p.store.Get(xxhash.Sum64(vk))
+	if !ok || e.Key != string(vk) {
 		return nil, false
 	}
 	return e, true
 }
+
+// varyNames returns the field names of a Vary index entry's list, parsed
+// once per distinct list (a handful per upstream; past maxVaryLists they
+// are parsed per request).
+func (p *Proxy) varyNames(list string) []string {
+	if v, ok := p.varyLists.Load(list); ok {
+		return v.([]string)
+	}
+	names := strings.Split(list, ",")
+	if p.varyListN.Add(1) <= maxVaryLists {
+		p.varyLists.Store(list, names)
+	}
+	return names
+}
+
+// maxVaryLists bounds the parsed Vary lists kept by varyNames.
+const maxVaryLists = 1024
 
 // entryAge is the entry's current_age (RFC 9111 §4.2.3).
 func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
