@@ -138,7 +138,7 @@ func TestVaryHitDoesNotAllocate(t *testing.T) {
 	if w.h.Get("X-Cache") != "HIT" || w.n != len("varied") {
 		t.Fatalf("not a hit: %v", w.h)
 	}
-	if allocs != 0 {
+	if allocs != 0 && !raceEnabled { // the race detector's instrumentation moves the key buffer to the heap
 		t.Errorf("Vary hit allocates %.1f times per request; want 0", allocs)
 	}
 }
