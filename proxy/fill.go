@@ -34,13 +34,10 @@ type fill struct {
 	req       policy.Request
 	reqTime   time.Time
 
-	post  bool              // a POST cached by operator opt-in (see post.go)
-	stale *cachestore.Entry // a stored response being revalidated, or nil
-	// revalidating: the outbound request carries stale's validators, so a
-	// 304 is about the stored response.
-	revalidating bool
-	leader       bool        // this request leads a coalesced flight
-	committed    atomic.Bool // a response was stored for this fill
+	post      bool              // a POST cached by operator opt-in (see post.go)
+	stale     *cachestore.Entry // a stored response being revalidated, or nil
+	leader    bool              // this request leads a coalesced flight
+	committed atomic.Bool       // a response was stored for this fill
 }
 
 func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
@@ -69,7 +66,6 @@ func (p *Proxy) rewrite(pr *proxyRequest) {
 	}
 	if f.stale != nil {
 		setValidators(pr.Out.Header, f.stale)
-		f.revalidating = true
 	}
 }
 
@@ -79,11 +75,11 @@ func setValidators(h http.Header, e *cachestore.Entry) {
 	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 		delete(h, k)
 	}
-	hdr := blockHeader(e.Header.Body().Aux())
-	if etag := blockField(hdr, "Etag"); etag != "" && e.Flags&flagSynthETag == 0 {
+	hdr := entryFields(e)
+	if etag := hdr.get("Etag"); etag != "" && e.Flags&flagSynthETag == 0 {
 		h.Set("If-None-Match", etag)
 	}
-	if lm := blockField(hdr, "Last-Modified"); lm != "" {
+	if lm := hdr.get("Last-Modified"); lm != "" {
 		h.Set("If-Modified-Since", lm)
 	}
 }
@@ -106,9 +102,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if f.stale != nil {
 		switch resp.StatusCode {
 		case http.StatusNotModified:
-			if !f.revalidating {
-				break // the client's own conditional: its 304 passes through
-			}
+			// About the stored response: with f.stale set, the outbound
+			// request carries the cache's validators, never the client's.
 			if e := p.freshen(f, resp, now); e != nil {
 				p.revalidated.Add(1)
 				p.replaceResponse(resp, f, e, StatusHit, fmt.Sprintf("%s; fwd=%s; fwd-status=304", cacheName, f.fwd))
@@ -247,10 +242,10 @@ func (p *Proxy) staleIfError(f *fill, now time.Time) bool {
 func (p *Proxy) replaceResponse(resp *http.Response, f *fill, e *cachestore.Entry, st Status, cs string) {
 	_ = resp.Body.Close()
 	p.counts[st].Add(1)
-	hdr := blockHeader(e.Header.Body().Aux())
-	h := make(http.Header, len(hdr)+5)
-	for k, v := range hdr {
-		h[k] = v
+	hdr := entryFields(e)
+	h := make(http.Header, len(hdr)+4)
+	for i := range hdr {
+		h[hdr[i].name] = hdr[i].values
 	}
 	now := p.now()
 	h["Date"] = p.dates.get(e.Date)
@@ -264,7 +259,7 @@ func (p *Proxy) replaceResponse(resp *http.Response, f *fill, e *cachestore.Entr
 	resp.ContentLength = int64(len(body))
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent) &&
-		policy.NotModified(f.reqHeader, blockField(hdr, "Etag"), blockField(hdr, "Last-Modified")) {
+		policy.NotModified(f.reqHeader, hdr.get("Etag"), hdr.get("Last-Modified")) {
 		for _, k := range notModifiedDrop {
 			delete(h, k)
 		}
@@ -349,7 +344,7 @@ func (c *capture) Read(p []byte) (int, error) {
 // response its waiters wait for is still stored; the read is bounded by
 // max_object_size and the upstream read timeout.
 func (c *capture) Close() error {
-	if c.f.leader {
+	if c.f.leader && !c.ended {
 		buf := make([]byte, 32<<10)
 		for !c.ended && !c.b.Overflowed() {
 			if _, err := c.Read(buf); err != nil {
@@ -475,7 +470,7 @@ func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedu
 	if fr.MustRevalidate {
 		stale = 0
 	}
-	if h := blockHeader(hdr.Aux()); len(h["Etag"]) > 0 || len(h["Last-Modified"]) > 0 {
+	if h, _ := hdr.Aux().(blockFields); h.get("Etag") != "" || h.get("Last-Modified") != "" {
 		stale = max(stale, p.live().Keep)
 	}
 	return max(fr.Lifetime-initialAge+stale, time.Second)

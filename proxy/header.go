@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"dedupcache/cachestore"
 )
 
 // notStored are response fields that never go into a stored header block:
@@ -159,10 +161,9 @@ func blockHeader(aux any) http.Header {
 	return h
 }
 
-// blockField returns the first value of field k in a parsed block, or "".
-func blockField(h http.Header, k string) string {
-	if vs := h[k]; len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
+// entryFields returns the parsed header block of an entry (nil for an
+// entry without one).
+func entryFields(e *cachestore.Entry) blockFields {
+	f, _ := e.Header.Body().Aux().(blockFields)
+	return f
 }

@@ -14,7 +14,7 @@ import (
 // Range requests branch off to serveSpecial.
 func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, age time.Duration, cs []string, st Status) {
 	p.counts[st].Add(1)
-	hdr, _ := e.Header.Body().Aux().(blockFields)
+	hdr := entryFields(e)
 	h := w.Header()
 	for i := range hdr {
 		h[hdr[i].name] = hdr[i].values

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,14 +75,31 @@ func (s *scripted) last() *http.Request {
 	return s.lastReq
 }
 
-func TestRevalidation(t *testing.T) {
+// timed is a proxy in front of a scripted origin, both on a settable clock
+// (the origin's Date follows it).
+type timed struct {
+	s   *scripted
+	o   *origin
+	p   *Proxy
+	srv *httptest.Server
+	c   *clock
+}
+
+func newTimed(t *testing.T, mod func(*Config)) timed {
+	t.Helper()
 	s := &scripted{}
-	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "1")
 	o := newOrigin(t, s.handler)
-	p, srv := newTestProxy(t, o.URL, nil)
+	p, srv := newTestProxy(t, o.URL, mod)
 	c := newClock()
 	setNow(p, c)
 	s.now = c.Now
+	return timed{s: s, o: o, p: p, srv: srv, c: c}
+}
+
+func TestRevalidation(t *testing.T) {
+	tp := newTimed(t, nil)
+	s, o, p, srv, c := tp.s, tp.o, tp.p, tp.srv, tp.c
+	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "1")
 
 	do(t, "GET", srv.URL+"/r")
 	c.Advance(20 * time.Second) // stale
@@ -185,12 +203,9 @@ func TestRange(t *testing.T) {
 }
 
 func TestStaleWhileRevalidate(t *testing.T) {
-	s := &scripted{}
+	tp := newTimed(t, nil)
+	s, srv, c := tp.s, tp.srv, tp.c
 	s.set(200, "old", "Cache-Control", "max-age=1, stale-while-revalidate=60")
-	o := newOrigin(t, s.handler)
-	p, srv := newTestProxy(t, o.URL, nil)
-	c := newClock()
-	setNow(p, c)
 	do(t, "GET", srv.URL+"/s")
 	c.Advance(10 * time.Second)
 	s.set(200, "new", "Cache-Control", "max-age=100")
@@ -227,12 +242,9 @@ func TestStaleIfError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &scripted{}
+			tp := newTimed(t, func(c *Config) { c.Grace = tt.grace })
+			s, srv, c := tp.s, tp.srv, tp.c
 			s.set(200, "good", "Cache-Control", tt.cc)
-			o := newOrigin(t, s.handler)
-			p, srv := newTestProxy(t, o.URL, func(c *Config) { c.Grace = tt.grace })
-			c := newClock()
-			setNow(p, c)
 			do(t, "GET", srv.URL+"/e")
 			c.Advance(tt.advance)
 			s.set(503, "down")
@@ -409,12 +421,9 @@ func TestFreshnessRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &scripted{}
+			tp := newTimed(t, nil)
+			s, srv, c := tp.s, tp.srv, tp.c
 			s.set(200, "x", tt.cc...)
-			o := newOrigin(t, s.handler)
-			p, srv := newTestProxy(t, o.URL, nil)
-			c := newClock()
-			setNow(p, c)
 			do(t, "GET", srv.URL+"/f")
 			c.Advance(tt.advance)
 			resp, _ := do(t, "GET", srv.URL+"/f", tt.reqHdr...)
@@ -523,13 +532,9 @@ func TestCoalescedWaiterCancellation(t *testing.T) {
 // TestRequestNoStoreLeavesStaleEntry: RFC 9111 §5.2.1.5 — a request with
 // no-store does not revalidate (and so update) a stale stored response.
 func TestRequestNoStoreLeavesStaleEntry(t *testing.T) {
-	s := &scripted{}
+	tp := newTimed(t, nil)
+	s, p, srv, c := tp.s, tp.p, tp.srv, tp.c
 	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "1")
-	o := newOrigin(t, s.handler)
-	p, srv := newTestProxy(t, o.URL, nil)
-	c := newClock()
-	setNow(p, c)
-	s.now = c.Now
 	do(t, "GET", srv.URL+"/n")
 	c.Advance(20 * time.Second)
 	s.set(200, "v1", "Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Version", "2")

@@ -241,7 +241,6 @@ func (p *Proxy) fetchInBackground(f *fill) {
 	}
 	if f.stale != nil {
 		setValidators(out.Header, f.stale)
-		f.revalidating = true
 	}
 	f.reqTime = p.now()
 	resp, err := p.tr.RoundTrip(out)
