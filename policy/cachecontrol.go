@@ -189,7 +189,12 @@ func delta(s string) int64 {
 }
 
 // deltaSeconds parses 1*DIGIT, capping the value at 2^31 (§1.2.2).
-func deltaSeconds(s string) (int64, bool) {
+func deltaSeconds(s string) (int64, bool) { return digits(s, maxDelta) }
+
+// digits parses 1*DIGIT, saturating at limit, which must be at most
+// (math.MaxInt64-9)/10 so that n*10+9 cannot overflow: any longer run of
+// digits still parses, as limit.
+func digits(s string, limit int64) (int64, bool) {
 	if s == "" {
 		return 0, false
 	}
@@ -199,11 +204,11 @@ func deltaSeconds(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if n < maxDelta {
+		if n < limit {
 			n = n*10 + int64(c-'0')
 		}
 	}
-	return min(n, maxDelta), true
+	return min(n, limit), true
 }
 
 // appendFieldNames adds the comma-separated field names in list to *dst in

@@ -63,23 +63,6 @@ func ParseRange(value string, size int64) (start, end int64, ok, unsatisfiable b
 	return start, min(end, size-1), true, false
 }
 
-// rangePos parses 1*DIGIT, saturating at math.MaxInt64 (a position that large
-// is past any representation, which is all that matters).
-func rangePos(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if n > (math.MaxInt64-9)/10 {
-			n = math.MaxInt64 // and stays there
-		} else {
-			n = n*10 + int64(c-'0')
-		}
-	}
-	return n, true
-}
+// rangePos parses 1*DIGIT, saturating near math.MaxInt64/10 (a position that large is
+// past any representation, which is all that matters).
+func rangePos(s string) (int64, bool) { return digits(s, (math.MaxInt64-9)/10) }
