@@ -365,7 +365,7 @@ func TestBadConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			listen, admin := freeAddr(t), freeAddr(t)
+			listen, admin := freeAddrs(t)
 			file := writeFile(t, "bad.yaml", fmt.Sprintf(tt.yaml, listen))
 
 			// Nothing may accept a connection on either port while the

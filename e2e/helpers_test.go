@@ -295,7 +295,7 @@ func startCache(t *testing.T, o cacheOptions) *cache {
 	t.Helper()
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		listen, admin := freeAddr(t), freeAddr(t)
+		listen, admin := freeAddrs(t)
 		args := []string{"-listen", listen, "-admin", admin}
 		if o.upstream != "" {
 			args = append(args, "-upstream", o.upstream)
@@ -354,6 +354,24 @@ func (c *cache) waitHealthy() error {
 		time.Sleep(pollEvery)
 	}
 	return fmt.Errorf("not healthy within %v: %v", startTimeout, last)
+}
+
+// freeAddrs returns two distinct loopback addresses that were free a
+// moment ago: both listeners are held open together, so the kernel cannot
+// hand out the same port twice (it did once: 127.0.0.1:38139 for both).
+func freeAddrs(t *testing.T) (string, string) {
+	t.Helper()
+	a, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	return a.Addr().String(), b.Addr().String()
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
