@@ -185,7 +185,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Grace:                 time.Duration(cfg.Cache.Grace),
 		Keep:                  time.Duration(cfg.Cache.Keep),
 		SynthesizeETag:        cfg.Cache.SynthesizeETag,
-		TagHeader:             tagHeader(cfg.Cache.TagHeader),
+		TagHeader:             cfg.Cache.TagHeader,
 		CachePOSTPaths:        cfg.Cache.PostPaths,
 		AdminToken:            cfg.Admin.Token,
 		AccessLogEvery:        cfg.AccessLogEvery(),
@@ -367,12 +367,6 @@ func dialable(addr net.Addr) string {
 	return ap.String()
 }
 
-// tagHeader maps the config's tag header to proxy.Config's, where "" means
-// the default and "-" none.
-func tagHeader(name string) string {
-	if name == "" {
-		return "-"
-	}
 	return name
 }
 

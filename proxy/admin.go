@@ -95,8 +95,9 @@ func (p *Proxy) Stats() Stats {
 	st.HeaderBlocks = hs.Bodies
 	st.HeaderBytes = hs.Bytes
 	st.EntryBytes = cs.EntryBytes
-	st.MemoryBytes = cs.EntryBytes + bs.Bytes + hs.Bytes
-	st.MemoryLimitBytes = p.store.MaxMemory()
+	inflight, _ := p.budget.inUse()
+	st.MemoryBytes = cs.EntryBytes + bs.Bytes + hs.Bytes + inflight
+	st.MemoryLimitBytes = p.cfg.MaxMemory
 	st.EntryOverhead = cachestore.DefaultEntryOverhead
 	st.Stored = p.fills.stored.Load()
 	st.CutOff = p.fills.cutOff.Load()

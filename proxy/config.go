@@ -8,18 +8,21 @@ import (
 	"dedupcache/policy"
 )
 
-// Config configures a [Proxy]. main builds it from flags and the YAML file;
-// zero values take the defaults documented on each field.
+// Config configures a [Proxy]. main builds it from flags and the YAML file
+// (package config holds the defaults); a zero value means what its field
+// says: off, none, or derived from another field.
 type Config struct {
 	// Upstream is the origin every request is forwarded to (scheme and host; a
 	// path prefix is joined in front of the request path). Required.
 	Upstream *url.URL
 
 	// MaxMemory bounds everything the cache holds: entry metadata, stored
-	// header blocks and unique body bytes. Default 256 MiB.
+	// header blocks, unique body bytes, and the bodies of fetches in flight
+	// (an eighth of it, at least MaxObjectSize, at most a quarter, is set
+	// aside for those). Required.
 	MaxMemory int64
 	// MaxObjectSize is the largest body that is stored; larger ones stream
-	// through uncached. Default 8 MiB (capped at MaxMemory/4).
+	// through uncached. Zero or more than MaxMemory/4: MaxMemory/4.
 	MaxObjectSize int64
 	// ExpectedEntries sizes the admission policy's counters. Default: derived
 	// from MaxMemory (one per 2 KiB).
@@ -45,8 +48,16 @@ type Config struct {
 
 	// TagHeader is the response field whose space- or comma-separated
 	// values are surrogate keys (tags) for purging; it is stripped before
-	// responses go to clients. Default "Surrogate-Key"; "-" disables tags.
+	// responses go to clients. Empty: no tags.
 	TagHeader string
+	// UnkeyedHeaders are request fields removed from every request sent
+	// upstream: fields outside the key that could change the response
+	// (X-Forwarded-Port, X-Original-URL, ...). Empty: none.
+	UnkeyedHeaders []string
+	// MaxInflight bounds the fetches filling the cache at once; past it a
+	// miss goes upstream on its own and is not stored. Zero: derived from
+	// the in-flight memory (see MaxMemory) and MaxObjectSize.
+	MaxInflight int
 	// AdminToken, if set, is the bearer token mutating admin endpoints
 	// (purge) require.
 	AdminToken string
@@ -61,22 +72,22 @@ type Config struct {
 	// Info); 0 (the default) turns the access log off, 1 logs every request.
 	AccessLogEvery int
 
-	// DialTimeout bounds connecting to the upstream. Default 5s.
+	// DialTimeout bounds connecting to the upstream. Zero: no limit.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for the upstream's response
 	// header after the request is written; past it the client gets 504.
-	// Default 30s.
+	// Zero: no limit.
 	ResponseHeaderTimeout time.Duration
 	// ReadTimeout bounds any silence while reading from the upstream
 	// (response header or body): a body that stalls longer is cut off (the
-	// client connection is aborted, nothing is stored). Default 60s;
-	// negative disables it.
+	// client connection is aborted, nothing is stored). Zero or negative:
+	// no limit.
 	ReadTimeout time.Duration
-	// IdleConnTimeout closes idle upstream connections. Default 90s.
+	// IdleConnTimeout closes idle upstream connections. Zero: never.
 	IdleConnTimeout time.Duration
-	// MaxIdleConnsPerHost sizes the upstream connection pool. Default 256.
+	// MaxIdleConnsPerHost sizes the upstream connection pool. Zero: net/http's default (2).
 	MaxIdleConnsPerHost int
 
-	// Logger receives lifecycle and error logs. Default slog.Default().
+	// Logger receives lifecycle and error logs. Nil: slog.Default().
 	Logger *slog.Logger
 }

@@ -31,8 +31,8 @@ func keyParts(r *http.Request) (host, uri string) {
 		uri = r.URL.RequestURI()
 	}
 	if r.Method == http.MethodPost {
-		if k, ok := r.Context().Value(postKey{}).(string); ok {
-			uri += k // a cacheable POST: keyed by its body too
+		if k, ok := r.Context().Value(postKey{}).(postBody); ok {
+			uri += k.suffix // a cacheable POST: keyed by its body too
 		}
 	}
 	return host, uri

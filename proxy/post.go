@@ -2,22 +2,32 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
-	"github.com/cespare/xxhash/v2"
 )
 
 // Read-only POST requests (GraphQL queries, search) can be cached on paths
 // the operator lists in Config.CachePOSTPaths: the key is the URL plus a
-// hash of the request body, and the response is judged as if for a GET.
-// Such POSTs do not invalidate anything (the operator declared them safe).
+// SHA-256 digest of the request's Content-Type, Content-Encoding and body,
+// and the response is judged as if for a GET. Such POSTs do not invalidate
+// anything (the operator declared them safe). The digest is collision
+// resistant: no one can make a different body share a key (a 64-bit hash
+// could be forged in well under a second).
 
-// postKey is the context key of a cacheable POST's key suffix.
+// postKey is the context key of a cacheable POST's postBody.
 type postKey struct{}
+
+// postBody is a cacheable POST's body and its key suffix.
+type postBody struct {
+	suffix string
+	body   []byte
+}
 
 // maxPOSTBody bounds the request body read to key a cacheable POST; a
 // larger one is forwarded uncached.
@@ -25,9 +35,9 @@ const maxPOSTBody = 64 << 10
 
 // cacheablePOST reports whether r is a POST to a path listed for caching
 // and, if so, returns it with its body read (and replaced by a re-readable
-// copy) and its key suffix in the context. Bodies over maxPOSTBody, or
-// that fail to read, are not cached.
-func (p *Proxy) cacheablePOST(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+// copy) and its postBody in the context. Bodies over maxPOSTBody, or that
+// fail to read, are not cached.
+func (p *Proxy) cacheablePOST(r *http.Request) (*http.Request, bool) {
 	if r.Method != http.MethodPost || !p.postPath(r.URL.Path) {
 		return r, false
 	}
@@ -38,8 +48,18 @@ func (p *Proxy) cacheablePOST(w http.ResponseWriter, r *http.Request) (*http.Req
 		return r, false
 	}
 	r.ContentLength = int64(len(body))
-	suffix := fmt.Sprintf("\x01post=%016x", xxhash.Sum64(body))
-	return r.WithContext(context.WithValue(r.Context(), postKey{}, suffix)), true
+	return r.WithContext(context.WithValue(r.Context(), postKey{}, postBody{postSuffix(r.Header, body), body})), true
+}
+
+// postSuffix is the key suffix of a cacheable POST.
+func postSuffix(h http.Header, body []byte) string {
+	d := sha256.New()
+	for _, k := range []string{"Content-Type", "Content-Encoding"} {
+		v := strings.Join(h[k], ",")
+		_, _ = fmt.Fprintf(d, "%d:%s;", len(v), v)
+	}
+	_, _ = d.Write(body)
+	return "\x01post=" + hex.EncodeToString(d.Sum(nil))
 }
 
 // postPath reports whether POSTs to path are cached.
@@ -54,7 +74,7 @@ func (p *Proxy) postPath(path string) bool {
 
 // isCachedPOST reports whether r is a POST being cached.
 func isCachedPOST(r *http.Request) bool {
-	_, ok := r.Context().Value(postKey{}).(string)
+	_, ok := r.Context().Value(postKey{}).(postBody)
 	return ok && r.Method == http.MethodPost
 }
 

@@ -21,9 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
@@ -39,18 +37,18 @@ type Proxy struct {
 	headers *dedupbody.Store
 	store   *cachestore.Store
 	rp      *httputil.ReverseProxy
-	router  http.Handler     // upstream requests: chi router in front of rp
 	handler http.HandlerFunc // serve, behind the access log
 	tr      *http.Transport
 	dates   dateCache
 	now     func() time.Time
 	started time.Time
 
-	flights singleflight.Group
+	streams streams // fetches in flight, by key
+	budget  budget  // what fetches in flight may hold
 	index   *keyIndex
-	ctx     context.Context // canceled by Close: background refreshes stop
+	ctx     context.Context // canceled by Close: fetches stop
 	cancel  context.CancelFunc
-	bg      sync.WaitGroup // background refreshes
+	bg      sync.WaitGroup // fetches
 
 	counts      [numStatus]atomic.Int64
 	fills       fillCounts
@@ -83,51 +81,42 @@ type fillCounts struct {
 // ErrConfig reports an invalid [Config].
 var ErrConfig = errors.New("proxy: invalid config")
 
-// New builds a Proxy from cfg, applying defaults.
+// New builds a Proxy from cfg. Zero values mean what Config says (off,
+// none, or derived from another field): the defaults users see live in
+// package config.
 func New(cfg Config) (*Proxy, error) {
 	if cfg.Upstream == nil || cfg.Upstream.Host == "" {
 		return nil, fmt.Errorf("%w: upstream URL with a host is required", ErrConfig)
 	}
 	if cfg.MaxMemory <= 0 {
-		cfg.MaxMemory = 256 << 20
+		return nil, fmt.Errorf("%w: MaxMemory must be positive", ErrConfig)
 	}
-	if cfg.MaxObjectSize <= 0 {
-		cfg.MaxObjectSize = min(8<<20, cfg.MaxMemory/4)
+	if cfg.MaxObjectSize <= 0 || cfg.MaxObjectSize > cfg.MaxMemory/4 {
+		cfg.MaxObjectSize = cfg.MaxMemory / 4
 	}
 	if cfg.Policy.HeuristicFraction == 0 && cfg.Policy.TargetedFields == nil {
 		cfg.Policy = policy.DefaultOptions()
 	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 5 * time.Second
-	}
-	if cfg.ResponseHeaderTimeout <= 0 {
-		cfg.ResponseHeaderTimeout = 30 * time.Second
-	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = 60 * time.Second
-	}
-	if cfg.IdleConnTimeout <= 0 {
-		cfg.IdleConnTimeout = 90 * time.Second
-	}
-	if cfg.MaxIdleConnsPerHost <= 0 {
-		cfg.MaxIdleConnsPerHost = 256
-	}
-	switch cfg.TagHeader {
-	case "":
-		cfg.TagHeader = "Surrogate-Key"
-	case "-":
-		cfg.TagHeader = ""
-	default:
-		cfg.TagHeader = http.CanonicalHeaderKey(cfg.TagHeader)
+	cfg.TagHeader = http.CanonicalHeaderKey(cfg.TagHeader)
+	for i, k := range cfg.UnkeyedHeaders {
+		cfg.UnkeyedHeaders[i] = http.CanonicalHeaderKey(k)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	// Fetches in flight hold up to inflight bytes of bodies not stored yet:
+	// an eighth of max_memory, enough for the largest object, and taken
+	// from what the store may hold, so that max_memory bounds both.
+	inflight := min(max(cfg.MaxMemory/8, cfg.MaxObjectSize), cfg.MaxMemory/4)
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = int(max(16, inflight/(64<<10)))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
 		ctx:     ctx,
 		cancel:  cancel,
 		index:   newKeyIndex(),
+		budget:  budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
 		cfg:     cfg,
 		log:     cfg.Logger,
 		bodies:  dedupbody.New(dedupbody.Config{}),
@@ -136,7 +125,7 @@ func New(cfg Config) (*Proxy, error) {
 		started: time.Now(),
 	}
 	store, err := cachestore.New(cachestore.Config{
-		MaxMemory:       cfg.MaxMemory,
+		MaxMemory:       cfg.MaxMemory - inflight,
 		ExpectedEntries: cfg.ExpectedEntries,
 		Stores:          []*dedupbody.Store{p.bodies, p.headers},
 		OnRelease:       p.index.released,
@@ -161,21 +150,14 @@ func New(cfg Config) (*Proxy, error) {
 		// body decoded behind the client's back.
 		DisableCompression: true,
 	}
-	up := cfg.Upstream
 	p.rp = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(up)
-			pr.SetXForwarded()
-			pr.Out.Header.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
-			p.rewrite(pr)
-		},
+		Rewrite:        p.outbound,
 		Transport:      p.tr,
 		FlushInterval:  -1, // stream: flush every write
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	p.router = p.upstreamRouter()
 	p.upstreamLatency = newUpstreamLatency()
 	p.upstream.observe = p.upstreamLatency.Observe
 	l := liveOf(cfg)
@@ -197,18 +179,8 @@ func via(major, minor int) string {
 	return fmt.Sprintf("%d.%d %s", major, minor, cacheName)
 }
 
-// Handler returns the handler for the proxy listener. Hits are answered
-// before any routing: a chi router costs 4 allocations and ~700 B per
-// request (BenchmarkHit before this split), six times the rest of a hit.
-// Everything that goes upstream passes through the router.
+// Handler returns the handler for the proxy listener.
 func (p *Proxy) Handler() http.Handler { return p.handler }
-
-// upstreamRouter routes requests that go to the upstream.
-func (p *Proxy) upstreamRouter() http.Handler {
-	r := chi.NewRouter()
-	r.Handle("/*", http.HandlerFunc(p.rp.ServeHTTP))
-	return r
-}
 
 // Close releases every cached entry and the upstream connections. The
 // servers using the handlers must be shut down first.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -34,6 +35,12 @@ func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
 	return o
 }
 
+// testUnkeyed is config's default cache.unkeyed_headers.
+var testUnkeyed = []string{
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
+	"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+}
+
 // newTestProxy starts a proxy in front of upstream and returns it with a
 // server for it.
 func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *httptest.Server) {
@@ -42,7 +49,12 @@ func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Upstream: u, MaxMemory: 64 << 20, ResponseHeaderTimeout: 2 * time.Second}
+	cfg := Config{
+		Upstream: u, MaxMemory: 64 << 20, MaxObjectSize: 8 << 20,
+		DialTimeout: 2 * time.Second, ResponseHeaderTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second,
+		IdleConnTimeout: 30 * time.Second, MaxIdleConnsPerHost: 64,
+		TagHeader: "Surrogate-Key", UnkeyedHeaders: slices.Clone(testUnkeyed),
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

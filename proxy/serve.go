@@ -13,20 +13,33 @@ import (
 )
 
 // serve answers one proxied request: from the cache when it holds a usable
-// response, from the upstream otherwise.
+// response, from a fetch (miss) otherwise, or straight from the upstream
+// when the request bypasses the cache.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
+	switch {
+	case r.Method == http.MethodConnect:
 		// A reverse proxy for one upstream does not open tunnels.
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
 		return
+	case len(r.Host) > maxHostLen:
+		http.Error(w, "Host too long", http.StatusBadRequest)
+		return
+	case isUpgrade(r):
+		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "upgrade"})
+		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		var ok bool
-		if r, ok = p.cacheablePOST(w, r); !ok {
+		if r, ok = p.cacheablePOST(r); !ok {
 			p.forward(w, r, &fill{status: StatusBypass, fwd: "method"})
 			return
 		}
+	} else if r.ContentLength != 0 {
+		// A body on GET or HEAD is not part of the key, yet some origins
+		// answer by it: bypass the cache, body and all.
+		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "request-body"})
+		return
 	}
 	host, uri := keyParts(r)
 	h := keyHash(host, uri)
@@ -39,7 +52,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	var stale *cachestore.Entry
 	if e != nil {
 		if e.Flags&flagHitForMiss != 0 {
-			p.forward(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h})
+			p.missAlone(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h, req: req})
 			return
 		}
 		now := p.now()
@@ -60,7 +73,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		case policy.ServeStale:
 			p.serveEntry(w, r, e, age, []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=stale-while-revalidate"}, StatusStale)
-			p.refresh(r, e, host, uri, h)
+			if !isCachedPOST(r) { // a POST's refresh would need its body kept
+				p.refresh(r, e, &fill{host: host, uri: uri, hash: h, req: req})
+			}
 			return
 		}
 		stale = e
@@ -89,22 +104,18 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		if stale == nil {
 			f.fwd = "request"
 		}
-	}
-	if f.noStore {
 		p.forward(w, r, f)
 		return
 	}
-	if r.Method == http.MethodHead {
-		if stale == nil {
-			p.headFill(w, r, f)
-			return
-		}
-		f.noStore = true // revalidate the stored GET with the HEAD (RFC 9111 §4.3.5 on a 304)
-		p.forward(w, r, f)
-		return
+	if body, ok := r.Context().Value(postKey{}).(postBody); ok {
+		f.post, f.postBody = true, body.body
 	}
-	p.coalesce(w, r, f)
+	p.miss(w, r, f)
 }
+
+// maxHostLen bounds the Host of a request (a DNS name is at most 253
+// characters): the Host is part of every key.
+const maxHostLen = 255
 
 // lookup returns the entry stored for r (resolving Vary), or nil and the
 // Cache-Status fwd reason.
@@ -119,48 +130,6 @@ func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore
 		}
 	}
 	return e, ""
-}
-
-// serveFromCache answers r from the cache if a response usable for it is
-// stored; it reports whether it did. collapsedFwd, if set, is the fwd
-// reason of a request that waited for another's upstream fetch (RFC 9211
-// §2.2 "collapsed").
-func (p *Proxy) serveFromCache(w http.ResponseWriter, r *http.Request, collapsedFwd string) bool {
-	cs := ""
-	if collapsedFwd != "" {
-		cs = cacheName + "; fwd=" + collapsedFwd + "; collapsed"
-	}
-	return p.serveFromCacheAs(w, r, StatusHit, cs)
-}
-
-// serveFromCacheAs is serveFromCache with the X-Cache status and, if not
-// empty, the Cache-Status value to send.
-func (p *Proxy) serveFromCacheAs(w http.ResponseWriter, r *http.Request, st Status, status string) bool {
-	host, uri := keyParts(r)
-	e, _ := p.lookup(r, host, uri, keyHash(host, uri))
-	if e == nil || e.Flags&flagHitForMiss != 0 {
-		return false
-	}
-	age := entryAge(e, p.now())
-	fr := entryFreshness(e)
-	req := noDirectives
-	if len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0 {
-		req = policy.ParseRequest(r.Header)
-		if req.CC.NoCache || req.PragmaNoCache {
-			// The leader just fetched it for this flight: that is the
-			// validation the request asked for.
-			req.CC.NoCache, req.PragmaNoCache = false, false
-		}
-	}
-	if action, _ := policy.Evaluate(req, fr, age); action != policy.Serve {
-		return false
-	}
-	cs := hitValue(fr.Lifetime - age)
-	if status != "" {
-		cs = []string{status}
-	}
-	p.serveEntry(w, r, e, age, cs, st)
-	return true
 }
 
 // variant resolves a Vary index entry to the variant for r.

@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"dedupcache/cachestore"
+	"dedupcache/policy"
+)
+
+// The miss path. A request that finds no usable entry joins the fetch in
+// flight for its key, or starts one (see stream), then reads it:
+//
+//	miss -> streams.join -> startFetch (the leader only) -> follow
+//
+// Every fetch that may fill the cache (a client's miss, a revalidation, a
+// HEAD answered from a GET, a stale-while-revalidate refresh) is built by
+// fetchRequest and sent through the one ReverseProxy, whose Rewrite
+// (outbound) builds every upstream request.
+
+// miss answers r, which found no usable entry, from a fetch for its key.
+func (p *Proxy) miss(w http.ResponseWriter, r *http.Request, f *fill) {
+	var rd *streamReader
+	s, leader := p.streams.join(keyString(f.host, f.uri), func() *stream {
+		s := p.newFetch(r, f)
+		if s != nil {
+			rd, _ = s.attach() // before the fetch starts: the leader reads from the start
+		}
+		return s
+	})
+	if s == nil {
+		// Too many fills in flight: this one goes through uncached.
+		f.noStore, f.detail = true, "fill-limit"
+		p.forward(w, r, f)
+		return
+	}
+	if leader {
+		p.startFetch(s)
+	} else {
+		rd, _ = s.attach() // nil if the stream no longer has the start of the body
+	}
+	p.follow(w, r, f, s, rd, leader)
+}
+
+// missAlone answers r from a fetch of its own that no other request joins:
+// for a key whose last response could not be stored (hit-for-miss), so
+// that requests do not queue behind each other, while a response that is
+// storable again is stored.
+func (p *Proxy) missAlone(w http.ResponseWriter, r *http.Request, f *fill) {
+	s := p.newFetch(r, f)
+	if s == nil {
+		f.noStore, f.detail = true, "fill-limit"
+		p.forward(w, r, f)
+		return
+	}
+	rd, _ := s.attach()
+	p.startFetch(s)
+	p.follow(w, r, f, s, rd, true)
+}
+
+// refresh revalidates or refetches e in the background (RFC 5861
+// stale-while-revalidate), unless a fetch for the key is in flight already:
+// a stale hit costs a table lookup beyond the one refresh.
+func (p *Proxy) refresh(r *http.Request, e *cachestore.Entry, f *fill) {
+	if p.ctx.Err() != nil || p.streams.get(keyString(f.host, f.uri)) != nil {
+		return
+	}
+	f.stale, f.fwd = e, "stale"
+	s, leader := p.streams.join(keyString(f.host, f.uri), func() *stream { return p.newFetch(r, f) })
+	if leader {
+		p.refreshes.Add(1)
+		p.startFetch(s)
+	}
+}
+
+// newFetch makes the stream for a fetch filling f's key, or returns nil
+// when the in-flight budget allows no more fills.
+func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
+	if !p.budget.startFill() {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ff := &fill{
+		status: StatusMiss, fwd: f.fwd, detail: f.detail, fetch: true,
+		host: f.host, uri: f.uri, hash: f.hash, req: f.req, stale: f.stale,
+		post: f.post, postBody: f.postBody,
+	}
+	s := newStream(p, keyString(f.host, f.uri), ff, cancel)
+	ff.stream = s
+	ff.in = p.fetchRequest(context.WithValue(ctx, fillKey{}, ff), r, ff)
+	return s
+}
+
+// fetchRequest is the inbound request a fetch hands to the ReverseProxy: a
+// copy of the client's request r (its header, target, Host and address, so
+// that outbound builds the same upstream request for every kind of fetch),
+// as a GET, or as the cached POST with its body.
+func (p *Proxy) fetchRequest(ctx context.Context, r *http.Request, f *fill) *http.Request {
+	in := r.Clone(ctx)
+	in.Method, in.Body, in.ContentLength = http.MethodGet, http.NoBody, 0
+	if f.post {
+		in.Method = http.MethodPost
+		in.Body = io.NopCloser(bytes.NewReader(f.postBody))
+		in.ContentLength = int64(len(f.postBody))
+	}
+	in.TransferEncoding = nil
+	f.method, f.reqHeader = in.Method, in.Header
+	return in
+}
+
+// startFetch runs s's fetch on a goroutine the proxy owns (Close waits
+// for it and cancels it).
+func (p *Proxy) startFetch(s *stream) {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		defer p.budget.endFill()
+		p.runFetch(s)
+	}()
+}
+
+// runFetch performs s's upstream request and stores the response if it
+// may be stored and arrives whole.
+func (p *Proxy) runFetch(s *stream) {
+	stop := context.AfterFunc(p.ctx, s.cancel)
+	defer stop()
+	defer s.cancel()
+	f := s.fill
+	k := &sink{s: s, h: make(http.Header)}
+	f.reqTime = p.now()
+	clean := func() (ok bool) {
+		defer func() {
+			if pv := recover(); pv != nil {
+				if pv != http.ErrAbortHandler {
+					p.log.Error("upstream fetch panicked", "key", s.key, "panic", pv)
+				}
+				ok = false
+			}
+		}()
+		p.rp.ServeHTTP(k, f.in)
+		return true
+	}()
+	if s.kind == 0 {
+		s.errStatus = http.StatusBadGateway
+		s.decided(kindFailed)
+	}
+	s.mu.Lock()
+	windowed := s.windowed
+	s.mu.Unlock()
+	complete := clean && k.wrote && (s.pend == nil || s.pend.length < 0 || k.n == s.pend.length)
+	if s.kind == kindStore {
+		switch {
+		case windowed: // counted as too big when it happened
+		case !complete:
+			p.fills.cutOff.Add(1)
+		default:
+			// Stored before the readers see the end, so that a client that
+			// got the whole response finds the entry on its next request.
+			s.mu.Lock()
+			body := s.buf
+			s.mu.Unlock()
+			s.entry = p.commit(f, s.pend, body)
+		}
+	}
+	s.end(complete)
+	p.streams.forget(s)
+	s.release()
+	close(s.done)
+}
+
+// follow answers r from stream s, once s knows what it carries. rd reads
+// the body (nil: r cannot read it from the start).
+func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *stream, rd *streamReader, leader bool) {
+	if rd != nil {
+		defer rd.detach()
+	}
+	select {
+	case <-s.ready:
+	case <-r.Context().Done():
+		return
+	}
+	own := func() { // a waiter the fetch cannot answer makes its own request
+		if rd != nil {
+			rd.detach()
+		}
+		f.fwd, f.noStore = "miss", true
+		p.forward(w, r, f)
+	}
+	switch s.kind {
+	case kindEntry:
+		e := s.entry
+		age := entryAge(e, p.now())
+		if leader {
+			if len(s.cookies) > 0 {
+				w.Header()["Set-Cookie"] = s.cookies
+			}
+			p.serveEntry(w, r, e, age, []string{s.entryCS}, s.entryAs)
+			return
+		}
+		if s.entryAs == StatusStale && !policy.StaleIfError(f.req, entryFreshness(e), age, p.live().Grace) {
+			own()
+			return
+		}
+		p.coalesced.Add(1)
+		p.serveEntry(w, r, e, age, []string{collapsed(f.fwd)}, s.entryAs)
+	case kindStore:
+		if !leader && (rd == nil || !s.fits(r)) {
+			own()
+			return
+		}
+		p.streamOut(w, r, f, s, rd, leader)
+	case kindPass, kindPassEntry:
+		if !leader {
+			own()
+			return
+		}
+		p.streamOut(w, r, f, s, rd, true)
+	case kindFailed:
+		if !leader {
+			own()
+			return
+		}
+		p.counts[s.fill.status].Add(1)
+		w.Header()["X-Cache"] = xCache[s.fill.status]
+		w.Header().Set("Cache-Status", cacheName+"; fwd="+f.fwd+"; detail=upstream-error")
+		msg := "upstream unavailable"
+		if s.errStatus == http.StatusGatewayTimeout {
+			msg = "upstream timed out"
+		}
+		http.Error(w, msg, s.errStatus)
+	}
+}
+
+// collapsed is the Cache-Status of a request answered from another
+// request's fetch (RFC 9211 §2.2).
+func collapsed(fwd string) string { return cacheName + "; fwd=" + fwd + "; collapsed" }
+
+// fits reports whether a waiter r may use the response s is storing: the
+// same variant as the leader's when the response has Vary.
+func (s *stream) fits(r *http.Request) bool {
+	return len(s.varyNames) == 0 || policy.VaryKey(s.varyNames, r.Header) == s.varyKey
+}
+
+// streamOut writes s's response to r's client: the leader gets the
+// upstream's header, a waiter the stored one. The client's own conditional
+// and Range fields are evaluated here, against the full response the fetch
+// asked for.
+func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *stream, rd *streamReader, leader bool) {
+	st := s.fill.status
+	if !leader {
+		st = StatusHit
+	}
+	if len(r.Header["Range"]) > 0 && s.kind == kindStore {
+		// A range is cut from the stored entry once the body is in.
+		select {
+		case <-s.done:
+		case <-r.Context().Done():
+			return
+		}
+		if e := s.entry; e != nil {
+			cs := []string{collapsed(f.fwd)}
+			if leader {
+				cs = s.header["Cache-Status"]
+			}
+			if !leader {
+				p.coalesced.Add(1)
+			}
+			p.serveEntry(w, r, e, entryAge(e, p.now()), cs, st)
+			return
+		}
+	}
+	h := w.Header()
+	src := s.shared
+	if leader {
+		src = s.header
+	}
+	for k, v := range src {
+		h[k] = slices.Clip(v)
+	}
+	if !leader {
+		p.coalesced.Add(1)
+		h["X-Cache"] = xCache[StatusHit]
+		h["Cache-Status"] = []string{collapsed(f.fwd)}
+		h["Age"] = ageValue(time.Duration(s.pend.initialAge)*time.Second + p.now().Sub(s.pend.rtime))
+	}
+	p.counts[st].Add(1)
+	status := s.status
+	if (status == http.StatusOK || status == http.StatusNoContent) && len(r.Header["If-None-Match"])+len(r.Header["If-Modified-Since"]) > 0 &&
+		policy.NotModified(r.Header, h.Get("Etag"), h.Get("Last-Modified")) {
+		for _, k := range notModifiedDrop {
+			delete(h, k)
+		}
+		p.notModified.Add(1)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead || status == http.StatusNotModified || status == http.StatusNoContent {
+		return
+	}
+	if s.kind == kindPassEntry {
+		_, _ = w.Write(s.passBody)
+		return
+	}
+	if rd == nil {
+		panic(http.ErrAbortHandler) // cannot happen: only the leader gets here without a reader, and it has one
+	}
+	rc := http.NewResponseController(w)
+	for {
+		b, done, complete, err := rd.next(r.Context())
+		if len(b) > 0 {
+			if _, werr := w.Write(b); werr != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+		if done {
+			if !complete && r.Context().Err() == nil {
+				// The upstream body was cut off (or this reader fell too far
+				// behind a body that is not stored): end the client's
+				// response the same way, never as if complete.
+				_ = err
+				panic(http.ErrAbortHandler)
+			}
+			return
+		}
+	}
+}

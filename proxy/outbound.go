@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"strings"
+
+	"dedupcache/cachestore"
+	"dedupcache/policy"
+)
+
+// outbound builds every upstream request: the ReverseProxy's Rewrite, for
+// requests forwarded as they are and for fetches alike (see fetchRequest),
+// so that a miss, a revalidation, a HEAD answered from a GET and a
+// background refresh send the same thing. Before it runs, ReverseProxy has
+// removed hop-by-hop fields (and those named in Connection) and the
+// client's Forwarded and X-Forwarded-For/-Host/-Proto.
+//
+//   - The target: the upstream URL joined with the request's escaped path
+//     (RawPath kept: /a%2Fb stays /a%2Fb) and its query.
+//   - X-Forwarded-For/-Host/-Proto from the client connection, and Via.
+//   - The unkeyed request fields (Config.UnkeyedHeaders) removed: they
+//     could change the response without being part of the key.
+//   - A fetch: Accept-Encoding reduced to the bucket the key uses; the
+//     client's conditional fields and Range removed (the full response is
+//     fetched and the client's fields are evaluated against it), and the
+//     stored response's validators added when it revalidates one.
+func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
+	pr.SetURL(p.cfg.Upstream)
+	pr.SetXForwarded()
+	out := pr.Out.Header
+	out.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
+	for _, k := range p.cfg.UnkeyedHeaders {
+		delete(out, k)
+	}
+	f, _ := pr.In.Context().Value(fillKey{}).(*fill)
+	if f == nil || f.status == StatusBypass {
+		return
+	}
+	// Responses are keyed by the Accept-Encoding bucket (policy.VaryKey),
+	// so the upstream must see the bucket, not the client's own list:
+	// otherwise a br-only client could be served a gzip body stored for
+	// a "gzip, br" client.
+	if ae := policy.AcceptEncodingBucket(f.reqHeader); ae != "" {
+		out.Set("Accept-Encoding", ae)
+	}
+	if f.fetch {
+		stripConditionals(out)
+		if f.stale != nil {
+			setValidators(out, f.stale)
+		}
+	}
+}
+
+// stripConditionals removes the fields that make a request conditional or
+// partial.
+func stripConditionals(h http.Header) {
+	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		delete(h, k)
+	}
+}
+
+// setValidators adds the stored response's validators to an outbound
+// request (RFC 9111 §4.3.1).
+func setValidators(h http.Header, e *cachestore.Entry) {
+	hdr := entryFields(e)
+	if etag := hdr.get("Etag"); etag != "" && e.Flags&flagSynthETag == 0 {
+		h.Set("If-None-Match", etag)
+	}
+	if lm := hdr.get("Last-Modified"); lm != "" {
+		h.Set("If-Modified-Since", lm)
+	}
+}
+
+// isUpgrade reports whether r asks to switch protocols (WebSocket): such a
+// request is tunnelled to the upstream, never looked up or coalesced.
+func isUpgrade(r *http.Request) bool {
+	if len(r.Header["Upgrade"]) == 0 {
+		return false
+	}
+	for _, line := range r.Header["Connection"] {
+		for _, t := range strings.Split(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
