@@ -367,9 +367,6 @@ func dialable(addr net.Addr) string {
 	return ap.String()
 }
 
-	return name
-}
-
 // reload re-reads the config file on SIGHUP, applies the command-line
 // flags on top again, validates, and hands the settings that can change at
 // run time to the proxy and the logger: log.level, log.access,
