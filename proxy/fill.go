@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
-	"maps"
 	"time"
 
 	"github.com/cespare/xxhash/v2"

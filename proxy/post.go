@@ -2,14 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-
 )
 
 // Read-only POST requests (GraphQL queries, search) can be cached on paths

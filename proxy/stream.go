@@ -56,10 +56,10 @@ type stream struct {
 	changed  chan struct{} // closed and replaced on every change below
 	buf      []byte        // bytes [base, base+len(buf)) of the body
 	base     int64
-	ended    bool  // the fetch is over
-	complete bool  // the body ended cleanly
-	windowed bool  // the buffer only holds what readers have not read
-	readers  int   // readers attached
+	ended    bool // the fetch is over
+	complete bool // the body ended cleanly
+	windowed bool // the buffer only holds what readers have not read
+	readers  int  // readers attached
 	offsets  map[*streamReader]int64
 	reserved int64 // bytes reserved from the in-flight budget
 }
