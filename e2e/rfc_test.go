@@ -839,11 +839,14 @@ func TestRFC(t *testing.T) {
 	// Further RFC 9111 requirements around the ones above.
 	rows = append(rows,
 		rfcRow{
-			name: "RFC 9111 §4.3.2 conditional request on a cold URL forwarded with the client's validator",
+			// The cache fills itself with the full response (the client's
+			// validator is not sent: a 304 could not be stored) and answers
+			// the client's condition from it, as nginx and Varnish do.
+			name: "RFC 9111 §4.3.2 conditional request on a cold URL: the cache fetches the full response, stores it and answers 304 itself",
 			steps: []rfcStep{
 				{set: scripts{"": sc("cond", cc60, etagV1).honor()}, hdr: []string{`If-None-Match: "v1"`}, status: 304, noBody: true,
-					seen: n(1), sent: map[string]string{"If-None-Match": `"v1"`}},
-				{body: s("cond"), seen: n(2)},
+					seen: n(1), sent: map[string]string{"If-None-Match": ""}},
+				{body: s("cond"), seen: n(1)},
 			},
 		},
 		rfcRow{

@@ -13,7 +13,9 @@ import (
 //     invalidating a URL reaches every variant (RFC 9111 §4.4);
 //   - for each surrogate key (tag), the entries carrying it, so that purging
 //     a tag touches only those;
-//   - the hosts seen, so that a purge of a path reaches it on every host.
+//   - the hosts of stored entries, each with the number of entries under
+//     it, so that a purge of a path reaches it on every host; a host leaves
+//     with its last entry, so clients cannot grow the set beyond the store.
 //
 // Entries without Vary or tags cost it nothing. It is updated when entries
 // are stored and when they leave the store (release callback).
@@ -22,7 +24,7 @@ type keyIndex struct {
 	variants map[uint64]map[uint64]struct{} // primary hash -> variant hashes
 	tags     map[string]map[uint64]struct{} // tag -> entry hashes
 	tagged   map[uint64]tagged              // entry hash -> its entry and tags
-	hosts    map[string]struct{}
+	hosts    map[string]int // host -> entries stored under it
 }
 
 // tagged is a tagged entry as the index knows it.
@@ -31,15 +33,12 @@ type tagged struct {
 	tags []string
 }
 
-// maxHosts bounds the hosts remembered for purges by path.
-const maxHosts = 1024
-
 func newKeyIndex() *keyIndex {
 	return &keyIndex{
 		variants: make(map[uint64]map[uint64]struct{}),
 		tags:     make(map[string]map[uint64]struct{}),
 		tagged:   make(map[uint64]tagged),
-		hosts:    make(map[string]struct{}),
+		hosts:    make(map[string]int),
 	}
 }
 
@@ -48,9 +47,8 @@ func newKeyIndex() *keyIndex {
 func (x *keyIndex) stored(h, ph uint64, host string, e *cachestore.Entry, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.hosts[host]; !ok && len(x.hosts) < maxHosts {
-		x.hosts[host] = struct{}{}
-	}
+	e.Flags |= flagIndexed
+	x.hosts[host]++
 	if h != ph {
 		set := x.variants[ph]
 		if set == nil {
@@ -142,12 +140,20 @@ func (x *keyIndex) knownHosts() []string {
 // newer one under the same hash is left to stored(), which already ran or
 // runs next for the newer entry.
 func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e.Flags&flagIndexed != 0 {
+		// Every entry stored through stored() is released exactly once,
+		// replaced ones included.
+		host, _, _ := strings.Cut(e.Key, " ")
+		if x.hosts[host]--; x.hosts[host] <= 0 {
+			delete(x.hosts, host)
+		}
+	}
 	if cause == cachestore.Replaced {
 		return
 	}
 	h, ph, isVariant := entryHashes(e)
-	x.mu.Lock()
-	defer x.mu.Unlock()
 	if t, ok := x.tagged[h]; ok && t.e == e {
 		x.untagLocked(h)
 	}

@@ -177,6 +177,7 @@ const (
 	flagHeuristic                         // lifetime is heuristic
 	flagHitForMiss                        // marker: the URL's response was not storable
 	flagSynthETag                         // the ETag was made by us, not the origin
+	flagIndexed                           // counted in the key index's hosts
 )
 
 // entryFreshness rebuilds the policy view of an entry.
