@@ -448,6 +448,7 @@ func TestSWRNoPerRequestWork(t *testing.T) {
 func TestUpgradeNotCoalesced(t *testing.T) {
 	hold := make(chan struct{})
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond) // both requests arrive before the first 101
 		w.Header().Set("Connection", "Upgrade")
 		w.Header().Set("Upgrade", "websocket")
 		w.WriteHeader(http.StatusSwitchingProtocols)
@@ -476,11 +477,22 @@ func TestUpgradeNotCoalesced(t *testing.T) {
 		}
 		return c, resp.StatusCode
 	}
-	c1, s1 := open()
-	defer c1.Close()
-	c2, s2 := open()
-	defer c2.Close()
+	var wg sync.WaitGroup
+	status := make([]int, 2)
+	conns := make([]net.Conn, 2)
+	for i := range status {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], status[i] = open() // kept open: the tunnels last
+		}()
+	}
+	wg.Wait()
 	close(hold)
+	for _, c := range conns {
+		c.Close()
+	}
+	s1, s2 := status[0], status[1]
 	if s1 != 101 || s2 != 101 {
 		t.Errorf("two concurrent upgrades: %d and %d; want 101 and 101", s1, s2)
 	}
