@@ -7,7 +7,8 @@ import (
 )
 
 // TestNoProjectImports keeps the package graph honest: policy is pure logic
-// and imports nothing else from dedupcache (STYLE.md §1).
+// and imports nothing else from dedupcache, so that it can be tested and
+// fuzzed alone and never grows I/O.
 func TestNoProjectImports(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {

@@ -24,7 +24,7 @@ type keyIndex struct {
 	variants map[uint64]map[uint64]struct{} // primary hash -> variant hashes
 	tags     map[string]map[uint64]struct{} // tag -> entry hashes
 	tagged   map[uint64]tagged              // entry hash -> its entry and tags
-	hosts    map[string]int // host -> entries stored under it
+	hosts    map[string]int                 // host -> entries stored under it
 }
 
 // tagged is a tagged entry as the index knows it.

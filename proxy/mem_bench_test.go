@@ -13,7 +13,7 @@ import (
 )
 
 // TestMemPerKey stores DEDUP_MEM_N responses (4 KiB bodies, DEDUP_MEM_K
-// distinct, origin headers like ../shared/bench/origin) through the handler
+// distinct, origin headers like the peer harness's origin) through the handler
 // and logs the live heap per stored key after GC (what RSS per key is before
 // the GC's headroom). DEDUP_MEM_PROFILE writes a heap profile. Measurement
 // only: runs when DEDUP_MEM_N is set.
