@@ -152,7 +152,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.outbound,
-		Transport:      p.tr,
+		Transport:      &codingTransport{tr: p.tr, dial: p.tr.DialContext},
 		FlushInterval:  -1, // stream: flush every write
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,

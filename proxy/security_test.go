@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -598,3 +599,36 @@ func TestHeadConditionalCold(t *testing.T) {
 }
 
 var _ = httptest.NewRecorder
+
+// RFC 9112 §6.1, §7: a response with transfer codings net/http does not
+// decode itself is relayed with them removed, not answered 502.
+func TestTransferCodingsRelayed(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte("hello, coded world"))
+	_ = zw.Close()
+	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", gz.Len(), gz.Bytes())
+	tests := []struct {
+		name, raw, want string
+		status          int
+	}{
+		{"gzip, chunked", "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + chunked, "hello, coded world", 200},
+		{"gzip to the close", "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: gzip\r\n\r\n" + gz.String(), "hello, coded world", 200},
+		{"chunked with Content-Length", "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello", 200},
+		{"unknown coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: zstd2, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "", 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv := newTestProxy(t, rawOrigin(t, tt.raw), nil)
+			resp, body := do(t, "GET", srv.URL+"/te")
+			if resp.StatusCode != tt.status || (tt.status == 200 && body != tt.want) {
+				t.Errorf("got %d %q; want %d %q", resp.StatusCode, body, tt.status, tt.want)
+			}
+			if tt.status == 200 {
+				if resp, body = do(t, "GET", srv.URL+"/te"); resp.Header.Get("X-Cache") != "HIT" || body != tt.want {
+					t.Errorf("second request: %s %q; want a HIT of the decoded body", resp.Header.Get("X-Cache"), body)
+				}
+			}
+		})
+	}
+}
