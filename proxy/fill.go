@@ -5,13 +5,9 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
 	"dedupcache/cachestore"
-	"dedupcache/dedupbody"
 	"dedupcache/policy"
 )
 
@@ -39,37 +35,12 @@ type fill struct {
 	in       *http.Request     // the fetch's inbound request
 }
 
-func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
-
 // varyIndexTTL is the least time a Vary index entry is kept.
 const varyIndexTTL = time.Hour
 
 // hitForMissTTL is how long a URL whose response was not storable goes
 // straight upstream without coalescing (Varnish's hit-for-miss).
 const hitForMissTTL = 10 * time.Second
-
-// tags returns the surrogate keys a response carries in the configured
-// tag header (space- or comma-separated).
-func (p *Proxy) tags(h http.Header) []string {
-	if p.cfg.TagHeader == "" {
-		return nil
-	}
-	var out []string
-	for _, line := range h[p.cfg.TagHeader] {
-		out = append(out, strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })...)
-	}
-	return out
-}
-
-func hasValidator(h http.Header) bool {
-	return len(h["Etag"]) > 0 || len(h["Last-Modified"]) > 0
-}
-
-// markHitForMiss stores a marker that sends the key's requests straight
-// upstream for hitForMissTTL.
-func (p *Proxy) markHitForMiss(f *fill) {
-	p.store.Set(f.hash, &cachestore.Entry{Key: keyString(f.host, f.uri), Flags: flagHitForMiss}, hitForMissTTL)
-}
 
 // staleIfError reports whether f's stale entry may answer for a failed
 // upstream (RFC 5861 §4, with the operator's grace as default).
@@ -193,20 +164,6 @@ func (p *Proxy) answeredBy(s *stream, resp *http.Response, k streamKind) {
 	s.decided(k)
 }
 
-// pending is a response being received that is to be stored once its body
-// is complete.
-type pending struct {
-	status     int
-	respHdr    http.Header // the upstream's header (Date, Age, ETag)
-	hdr        http.Header // the fields stored (storedHeader)
-	length     int64       // Content-Length, -1 if unknown
-	fresh      policy.Freshness
-	vary       []string
-	tags       []string // surrogate keys
-	rtime      time.Time
-	initialAge int32 // seconds
-}
-
 // decide returns what commit needs if resp is to be stored, or nil and the
 // reason it is not. A response-side reason marks the key hit-for-miss.
 func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, string) {
@@ -254,151 +211,4 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, s
 		rtime:      now,
 		initialAge: seconds(policy.InitialAge(resp.Header, f.reqTime, now)),
 	}, ""
-}
-
-// commit stores a response received whole and returns its entry.
-func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
-	sum := dedupbody.Sum(body)
-	if p.cfg.SynthesizeETag && !hasValidator(c.hdr) {
-		c.hdr["Etag"] = []string{fmt.Sprintf(`"dc-%016x"`, sum)}
-	}
-	bodyRef := p.bodies.PutCopy(body, sum, nil)
-	primary := keyString(f.host, f.uri)
-	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
-	if _, origin := c.respHdr["Etag"]; !origin && len(c.hdr["Etag"]) > 0 {
-		e.Flags |= flagSynthETag
-	}
-	if len(c.vary) > 0 {
-		e.Key = variantKey(primary, policy.VaryKey(c.vary, f.reqHeader))
-	}
-	p.put(f, e, primary, c.fresh, c.tags, c.vary...)
-	p.fills.stored.Add(1)
-	return e
-}
-
-// freshen applies a 304 to f's stale entry (RFC 9111 §4.3.4) and stores
-// the refreshed entry, which shares the stored body. The merged header
-// goes through the same storability rules as a new response (RFC 9111 §3,
-// §3.5): when they refuse it (the 304 says private or no-store, or the
-// request had Authorization), nothing is stored and the merged header is
-// returned for the revalidating client alone. A per-user Set-Cookie on the
-// 304 is never merged. Both are nil if the 304 does not fit the stored
-// response.
-func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestore.Entry, http.Header) {
-	old := f.stale
-	oldHdr := blockHeader(old.Header.Body().Aux())
-	if !policy.CanFreshen(oldHdr, resp.Header) {
-		return nil, nil
-	}
-	merged := policy.UpdateStoredHeader(oldHdr, resp.Header)
-	delete(merged, "Set-Cookie")
-	delete(merged, "Set-Cookie2")
-	method := f.method
-	if f.post {
-		method = http.MethodGet
-	}
-	if ok, _ := policy.Storable(method, f.reqHeader, int(old.Status), merged, p.cfg.Policy); !ok {
-		if sc := resp.Header["Set-Cookie"]; len(sc) > 0 {
-			merged["Set-Cookie"] = sc
-		}
-		return nil, merged
-	}
-	hdr := storedHeader(merged, append(policy.StripFields(merged, p.cfg.Policy), p.cfg.TagHeader))
-	fr := policy.ResponseFreshness(int(old.Status), merged, now, p.cfg.Policy)
-	body := old.Body.Body()
-	bodyRef := p.bodies.Put(body.Bytes(), body.Hash(), nil)
-	e := p.newEntry(old.Key, int(old.Status), hdr, int64(len(body.Bytes())), bodyRef, fr, resp.Header, f.reqTime, now)
-	e.Flags |= old.Flags & flagSynthETag
-	tags := p.tags(resp.Header)
-	if len(tags) == 0 {
-		tags = p.index.tagsOf(old)
-	}
-	primary, _, _ := strings.Cut(old.Key, "\x00")
-	p.put(f, e, primary, fr, tags)
-	return e, nil
-}
-
-// newEntry builds an entry: hdr (already filtered by storedHeader) gets the
-// body's Content-Length and goes to the header store.
-func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
-	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	block := renderHeader(hdr)
-	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
-	date := respTime
-	if d, err := http.ParseTime(respHdr.Get("Date")); err == nil {
-		date = d
-	}
-	var flags uint32
-	if fr.NoCache {
-		flags |= flagNoCache
-	}
-	if fr.MustRevalidate {
-		flags |= flagMustRevalidate
-	}
-	if fr.Heuristic {
-		flags |= flagHeuristic
-	}
-	return &cachestore.Entry{
-		Key:             key,
-		Header:          hdrRef,
-		Body:            body,
-		Stored:          respTime.UnixNano(),
-		Date:            date.Unix(),
-		Status:          int32(status),
-		Flags:           flags,
-		Lifetime:        seconds(fr.Lifetime),
-		InitialAge:      seconds(policy.InitialAge(respHdr, reqTime, respTime)),
-		StaleRevalidate: seconds(fr.StaleWhileRevalidate),
-		StaleError:      seconds(fr.StaleIfError),
-	}
-}
-
-// put stores e (a response for the primary key, or one of its variants
-// when vary is given) with its surrogate keys, and makes it visible to the
-// next lookup.
-func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Freshness, tags []string, vary ...string) {
-	ttl := p.keepFor(fr, time.Duration(e.InitialAge)*time.Second, e.Header.Body())
-	h := f.hash
-	if e.Key != primary {
-		h = keyHashString(e.Key)
-	}
-	// Index first: once stored, the entry may leave at any moment, and its
-	// release must find it in the index to remove it.
-	p.index.stored(h, f.hash, f.host, e, tags)
-	p.store.Set(h, e, ttl)
-	if e.Key != primary && len(vary) > 0 {
-		// The index outlives any one variant (each store renews it): an
-		// index that expired first would hide variants still fresh. An
-		// index left without variants only costs a vary-miss lookup.
-		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, max(ttl, varyIndexTTL))
-	}
-	// New keys reach ristretto's map asynchronously: wait, so that the
-	// next request for the key finds it.
-	p.store.Wait()
-}
-
-// keepFor is how long an entry stays in the store: while it is fresh,
-// while stale content may still be served from it, and, when it has
-// validators, a while longer so it can be revalidated instead of refetched.
-func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedupbody.Body) time.Duration {
-	stale := max(fr.StaleWhileRevalidate, fr.StaleIfError, p.live().Grace)
-	if fr.MustRevalidate {
-		stale = 0
-	}
-	if h, _ := hdr.Aux().(blockFields); h.get("Etag") != "" || h.get("Last-Modified") != "" {
-		stale = max(stale, p.live().Keep)
-	}
-	return max(fr.Lifetime-initialAge+stale, time.Second)
-}
-
-// seconds converts d to whole seconds, saturating at int32.
-func seconds(d time.Duration) int32 {
-	s := d / time.Second
-	if s > 1<<31-1 {
-		return 1<<31 - 1
-	}
-	if s < 0 {
-		return 0
-	}
-	return int32(s)
 }

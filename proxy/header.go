@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
-
-	"dedupcache/cachestore"
 )
 
 // notStored are response fields that never go into a stored header block:
@@ -159,11 +157,4 @@ func blockHeader(aux any) http.Header {
 		h[x.name] = x.values
 	}
 	return h
-}
-
-// entryFields returns the parsed header block of an entry (nil for an
-// entry without one).
-func entryFields(e *cachestore.Entry) blockFields {
-	f, _ := e.Header.Body().Aux().(blockFields)
-	return f
 }

@@ -167,20 +167,3 @@ func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) 
 		}
 	}
 }
-
-// entryHashes returns the store hash of an entry, the hash of its primary
-// key, and whether it is a Vary variant (then the two differ).
-func entryHashes(e *cachestore.Entry) (h, primary uint64, isVariant bool) {
-	p, _, isVariant := strings.Cut(e.Key, "\x00")
-	primary = primaryHash(p)
-	if isVariant {
-		return keyHashString(e.Key), primary, true
-	}
-	return primary, primary, false
-}
-
-// primaryHash hashes a primary key string "host uri".
-func primaryHash(key string) uint64 {
-	host, uri, _ := strings.Cut(key, " ")
-	return keyHash(host, uri)
-}

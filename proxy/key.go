@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"dedupcache/cachestore"
 )
 
 // A cache key is "host uri": the request target's authority and its
@@ -56,3 +58,23 @@ func keyIs(key, host, uri string) bool {
 
 // variantKey returns the key of the variant of primary selected by vary.
 func variantKey(primary, vary string) string { return primary + "\x00" + vary }
+
+// keyHashString hashes a full key string (a variant key).
+func keyHashString(k string) uint64 { return xxhash.Sum64String(k) }
+
+// entryHashes returns the store hash of an entry, the hash of its primary
+// key, and whether it is a Vary variant (then the two differ).
+func entryHashes(e *cachestore.Entry) (h, primary uint64, isVariant bool) {
+	p, _, isVariant := strings.Cut(e.Key, "\x00")
+	primary = primaryHash(p)
+	if isVariant {
+		return keyHashString(e.Key), primary, true
+	}
+	return primary, primary, false
+}
+
+// primaryHash hashes a primary key string "host uri".
+func primaryHash(key string) uint64 {
+	host, uri, _ := strings.Cut(key, " ")
+	return keyHash(host, uri)
+}

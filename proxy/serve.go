@@ -165,33 +165,6 @@ func (p *Proxy) varyNames(list string) []string {
 // maxVaryLists bounds the parsed Vary lists kept by varyNames.
 const maxVaryLists = 1024
 
-// entryAge is the entry's current_age (RFC 9111 §4.2.3).
-func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
-	return time.Duration(e.InitialAge)*time.Second + time.Duration(now.UnixNano()-e.Stored)
-}
-
-// Entry flag bits.
-const (
-	flagNoCache        uint32 = 1 << iota // revalidate before every use
-	flagMustRevalidate                    // never serve stale
-	flagHeuristic                         // lifetime is heuristic
-	flagHitForMiss                        // marker: the URL's response was not storable
-	flagSynthETag                         // the ETag was made by us, not the origin
-	flagIndexed                           // counted in the key index's hosts
-)
-
-// entryFreshness rebuilds the policy view of an entry.
-func entryFreshness(e *cachestore.Entry) policy.Freshness {
-	return policy.Freshness{
-		Lifetime:             time.Duration(e.Lifetime) * time.Second,
-		Heuristic:            e.Flags&flagHeuristic != 0,
-		StaleWhileRevalidate: time.Duration(e.StaleRevalidate) * time.Second,
-		StaleIfError:         time.Duration(e.StaleError) * time.Second,
-		MustRevalidate:       e.Flags&flagMustRevalidate != 0,
-		NoCache:              e.Flags&flagNoCache != 0,
-	}
-}
-
 // noDirectives is the policy view of a request without Cache-Control or
 // Pragma (the zero policy.Request would read as "max-age=0").
 var noDirectives = policy.ParseRequest(http.Header{})
