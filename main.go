@@ -28,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"dedupcache/admin"
 	"dedupcache/config"
 	"dedupcache/demo"
 	"dedupcache/policy"
@@ -176,6 +177,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pol.HeuristicFraction = cfg.Cache.HeuristicFraction
 	pol.HeuristicMax = time.Duration(cfg.Cache.HeuristicMax)
 	pol.TargetedFields = cfg.Cache.TargetedCacheControl
+	latency := admin.NewLatency()
 	p, err := proxy.New(proxy.Config{
 		Upstream:              upstream,
 		MaxMemory:             int64(cfg.Cache.MaxMemory),
@@ -187,7 +189,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		SynthesizeETag:        cfg.Cache.SynthesizeETag,
 		TagHeader:             tagHeader(cfg.Cache.TagHeader),
 		CachePOSTPaths:        cfg.Cache.PostPaths,
-		AdminToken:            cfg.Admin.Token,
 		AccessLogEvery:        cfg.AccessLogEvery(),
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),
 		ResponseHeaderTimeout: time.Duration(cfg.UpstreamTimeouts.ResponseHeader),
@@ -195,15 +196,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		IdleConnTimeout:       time.Duration(cfg.UpstreamTimeouts.Idle),
 		MaxIdleConnsPerHost:   cfg.UpstreamTimeouts.MaxIdleConnsPerHost,
 		Logger:                logger,
+		ObserveUpstream:       latency.Observe,
 	})
 	if err != nil {
 		logger.Error("cannot start the proxy", "err", err)
 		return exitFailed
 	}
 
+	adm := admin.New(p, admin.Config{
+		Listen:   cfg.Admin.Listen,
+		Token:    cfg.Admin.Token,
+		Upstream: upstream,
+		Latency:  latency,
+		Logger:   logger,
+	})
 	servers := []*named{
 		{"proxy", newServer(cfg.Server, p.Handler(), logger.With("server", "proxy")), proxyLn},
-		{"admin", newServer(cfg.Server, p.AdminHandler(), logger.With("server", "admin")), adminLn},
+		{"admin", newServer(cfg.Server, adm.Handler(), logger.With("server", "admin")), adminLn},
 	}
 	var demoSrv *named
 	if demoLn != nil {
@@ -408,7 +417,6 @@ func reload(path string, fs *flag.FlagSet, running config.Config, p *proxy.Proxy
 	p.Reload(proxy.Live{
 		Grace:          time.Duration(next.Cache.Grace),
 		Keep:           time.Duration(next.Cache.Keep),
-		AdminToken:     next.Admin.Token,
 		AccessLogEvery: next.AccessLogEvery(),
 	})
 	logger.Info("reloaded", "file", path, "log_level", next.Log.Level)

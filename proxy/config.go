@@ -47,9 +47,6 @@ type Config struct {
 	// values are surrogate keys (tags) for purging; it is stripped before
 	// responses go to clients. Default "Surrogate-Key"; "-" disables tags.
 	TagHeader string
-	// AdminToken, if set, is the bearer token mutating admin endpoints
-	// (purge) require.
-	AdminToken string
 
 	// CachePOSTPaths lists path prefixes whose POST requests are read-only
 	// queries (GraphQL, search) to cache like GETs, keyed by the URL and a
@@ -79,4 +76,11 @@ type Config struct {
 
 	// Logger receives lifecycle and error logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// ObserveUpstream, if set, is called once per upstream exchange with its
+	// latency: from sending the request to the response header, or to the
+	// failure. It runs on the request's goroutine, concurrently with other
+	// calls, so it must be quick and safe for concurrent use, and must not
+	// call the Proxy. Nil (the default) turns it off.
+	ObserveUpstream func(time.Duration)
 }

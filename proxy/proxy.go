@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"dedupcache/cachestore"
@@ -67,8 +66,6 @@ type Proxy struct {
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
 	upstream    upstreamStats
-	// upstreamLatency feeds /metrics (upstream.observe).
-	upstreamLatency prometheus.Histogram
 }
 
 // fillCounts count what happened to responses the proxy tried to store.
@@ -176,8 +173,9 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	p.router = p.upstreamRouter()
-	p.upstreamLatency = newUpstreamLatency()
-	p.upstream.observe = p.upstreamLatency.Observe
+	if observe := cfg.ObserveUpstream; observe != nil {
+		p.upstream.observe = func(s float64) { observe(time.Duration(s * float64(time.Second))) }
+	}
 	l := liveOf(cfg)
 	p.liveCfg.Store(&l)
 	// Always wrapped, since Reload can turn the access log on; off, it
