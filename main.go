@@ -204,11 +204,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	adm := admin.New(p, admin.Config{
-		Listen:   cfg.Admin.Listen,
-		Token:    cfg.Admin.Token,
-		Upstream: upstream,
-		Latency:  latency,
-		Logger:   logger,
+		Listen:       cfg.Admin.Listen,
+		AllowedHosts: cfg.Admin.AllowedHosts,
+		Token:        cfg.Admin.Token,
+		Upstream:     upstream,
+		Latency:      latency,
+		Logger:       logger,
 	})
 	servers := []*named{
 		{"proxy", newServer(cfg.Server, p.Handler(), logger.With("server", "proxy")), proxyLn},

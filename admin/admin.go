@@ -1,6 +1,7 @@
 // Package admin is dedupcache's operator side: the handler of the admin
 // listener (/healthz, /readyz, /api/stats, /api/top-bodies, /api/purge,
-// /metrics and the dashboard) and its Prometheus metrics.
+// /metrics and the dashboard), its Prometheus metrics and its guards
+// against requests a browser was tricked into sending (see [Admin.Handler]).
 //
 // It reads and drives the cache only through the exported methods listed
 // in [Source], which a [*proxy.Proxy] has; proxy knows nothing of admin.
@@ -40,8 +41,16 @@ type Source interface {
 // section.
 type Config struct {
 	// Listen is the admin listener's address (host:port), as configured.
+	// Its host is an allowed Host, and whether it is loopback decides how
+	// strict the Host check is (see [Admin.Handler]). Empty means
+	// loopback only.
 	Listen string
-	// Token, if set, is the bearer token that /api/purge requires. [Admin.SetToken] changes it at run time.
+	// AllowedHosts are further host names (or addresses) a request's Host
+	// may carry, port ignored, for an admin listener reached by a name other
+	// than localhost. Matching ignores case.
+	AllowedHosts []string
+	// Token, if set, is the bearer token that /api/purge and
+	// /api/top-bodies require. [Admin.SetToken] changes it at run time.
 	Token string
 	// Upstream is the origin /readyz dials. Nil: /readyz answers 503.
 	Upstream *url.URL
@@ -59,6 +68,7 @@ type Admin struct {
 	cfg     Config
 	log     *slog.Logger
 	token   atomic.Pointer[string]
+	hosts   hostCheck
 	handler http.Handler
 }
 
@@ -67,7 +77,7 @@ func New(src Source, cfg Config) *Admin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Admin{src: src, cfg: cfg, log: cfg.Logger}
+	a := &Admin{src: src, cfg: cfg, log: cfg.Logger, hosts: newHostCheck(cfg.Listen, cfg.AllowedHosts)}
 	a.SetToken(cfg.Token)
 	a.handler = a.guard(a.routes())
 	return a
@@ -79,7 +89,9 @@ func (a *Admin) SetToken(token string) {
 	a.token.Store(&token)
 }
 
-// Handler returns the handler of the admin listener.
+// Handler returns the handler of the admin listener. Every route first
+// passes the guards of [Admin.guard]: a Host check against DNS rebinding
+// and, for anything but GET and HEAD, a cross-site check against CSRF.
 func (a *Admin) Handler() http.Handler { return a.handler }
 
 // routes is the admin router, behind the guards.

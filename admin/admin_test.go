@@ -179,6 +179,131 @@ func TestHex16(t *testing.T) {
 	}
 }
 
+func TestAdminHostCheck(t *testing.T) {
+	tests := []struct {
+		name, listen, token, host string
+		allowed                   []string
+		want                      int
+	}{
+		{"loopback by address", "127.0.0.1:9091", "", "127.0.0.1:9091", nil, 200},
+		{"loopback, other port", "127.0.0.1:9091", "", "127.0.0.1:80", nil, 200},
+		{"localhost", "127.0.0.1:9091", "", "localhost:9091", nil, 200},
+		{"localhost upper case, trailing dot", "127.0.0.1:9091", "", "LocalHost.:9091", nil, 200},
+		{"ipv6 loopback", "127.0.0.1:9091", "", "[::1]:9091", nil, 200},
+		{"no Host (HTTP/1.0)", "127.0.0.1:9091", "", "", nil, 200},
+		{"rebinding name", "127.0.0.1:9091", "", "attacker.example:9091", nil, 421},
+		{"rebinding name without port", "127.0.0.1:9091", "", "attacker.example", nil, 421},
+		{"rebinding name, token set", "127.0.0.1:9091", "s3cret-s3cret-s3", "attacker.example", nil, 421},
+		{"other loopback address", "127.0.0.1:9091", "", "127.0.0.2:9091", nil, 421},
+		{"allowed host", "127.0.0.1:9091", "", "cache.internal:9091", []string{"cache.internal"}, 200},
+		{"allowed host given with port", "127.0.0.1:9091", "", "CACHE.internal", []string{"cache.internal:1234"}, 200},
+		{"listen host name", "localhost:9091", "", "localhost:9091", nil, 200},
+		{"listen on ::1", "[::1]:9091", "", "[::1]:9091", nil, 200},
+		{"non-loopback listen address", "10.0.0.5:9091", "", "10.0.0.5:9091", nil, 200},
+		{"non-loopback listen, other name, no token", "10.0.0.5:9091", "", "attacker.example", nil, 421},
+		{"non-loopback listen, other name, token", "10.0.0.5:9091", "s3cret-s3cret-s3", "cache.example:9091", nil, 200},
+		{"wildcard listen, no token", "0.0.0.0:9091", "", "cache.example:9091", nil, 421},
+		{"wildcard listen, localhost, no token", "0.0.0.0:9091", "", "localhost:9091", nil, 200},
+		{"wildcard listen, token", "0.0.0.0:9091", "s3cret-s3cret-s3", "cache.example:9091", nil, 200},
+		{"empty-host listen, token", ":9091", "s3cret-s3cret-s3", "cache.example:9091", nil, 200},
+		{"ipv6 wildcard, token", "[::]:9091", "s3cret-s3cret-s3", "10.1.2.3:9091", nil, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := New(&fakeSource{}, Config{Listen: tt.listen, Token: tt.token, AllowedHosts: tt.allowed})
+			for _, path := range []string{"/healthz", "/api/stats", "/metrics", "/"} {
+				rec := serve(a.Handler(), "GET", path, "Host", tt.host)
+				if rec.Code != tt.want {
+					t.Errorf("GET %s with Host %q: got %d %q; want %d", path, tt.host, rec.Code, rec.Body.String(), tt.want)
+				}
+				if rec.Code == 421 && !strings.Contains(rec.Body.String(), "admin.allowed_hosts") {
+					t.Errorf("421 body %q does not say what to do", rec.Body.String())
+				}
+			}
+		})
+	}
+}
+
+func TestAdminRejectsCrossSite(t *testing.T) {
+	const host = "127.0.0.1:9091"
+	tests := []struct {
+		name   string
+		method string
+		hdr    []string
+		want   int
+	}{
+		{"curl: no Origin, no Sec-Fetch-Site", "POST", nil, 200},
+		{"same origin (dashboard)", "POST", []string{"Origin", "http://" + host, "Sec-Fetch-Site", "same-origin"}, 200},
+		{"same origin, old browser", "POST", []string{"Origin", "http://" + host}, 200},
+		{"typed by the user", "POST", []string{"Sec-Fetch-Site", "none"}, 200},
+		{"cross-site form", "POST", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, 403},
+		{"cross-site, Sec-Fetch-Site only", "POST", []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"same-site", "POST", []string{"Origin", "http://localhost:8080", "Sec-Fetch-Site", "same-site"}, 403},
+		{"foreign Origin, old browser", "POST", []string{"Origin", "http://evil.example"}, 403},
+		{"other port, old browser", "POST", []string{"Origin", "http://127.0.0.1:8080"}, 403},
+		{"https Origin on an http listener", "POST", []string{"Origin", "https://" + host}, 403},
+		{"null Origin (sandboxed page)", "POST", []string{"Origin", "null"}, 403},
+		{"GET is not a mutation", "GET", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, 404}, // no GET route: not a purge
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &fakeSource{}
+			a := New(src, Config{Listen: host})
+			rec := serve(a.Handler(), tt.method, "/api/purge?all=1", append([]string{"Host", host}, tt.hdr...)...)
+			if rec.Code != tt.want {
+				t.Errorf("got %d %q; want %d", rec.Code, rec.Body.String(), tt.want)
+			}
+			if wantPurged := tt.want == 200; (src.purges == 1) != wantPurged {
+				t.Errorf("purges run: %d; want purged %v", src.purges, wantPurged)
+			}
+			if rec.Code == 403 && !strings.Contains(rec.Body.String(), "cross-site") {
+				t.Errorf("403 body %q does not say why", rec.Body.String())
+			}
+		})
+	}
+}
+
+func TestTopBodiesNeedsToken(t *testing.T) {
+	const token = "s3cret-s3cret-s3cret"
+	tests := []struct {
+		name, listen, token, auth string
+		want                      int
+	}{
+		{"loopback, no token set", "127.0.0.1:9091", "", "", 200},
+		{"token set, none sent", "127.0.0.1:9091", token, "", 401},
+		{"token set, wrong one", "127.0.0.1:9091", token, "Bearer wrong", 401},
+		{"token set, not bearer", "127.0.0.1:9091", token, token, 401},
+		{"token set, sent", "127.0.0.1:9091", token, "Bearer " + token, 200},
+		{"exposed, none sent", "0.0.0.0:9091", token, "", 401},
+		{"exposed, sent", "0.0.0.0:9091", token, "Bearer " + token, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := New(&fakeSource{}, Config{Listen: tt.listen, Token: tt.token})
+			var hdr []string
+			if tt.auth != "" {
+				hdr = []string{"Authorization", tt.auth}
+			}
+			rec := serve(a.Handler(), "GET", "/api/top-bodies", hdr...)
+			if rec.Code != tt.want {
+				t.Fatalf("got %d %q; want %d", rec.Code, rec.Body.String(), tt.want)
+			}
+			if leaked := strings.Contains(rec.Body.String(), "token=secret"); leaked != (tt.want == 200) {
+				t.Errorf("body %q shows the example key: %v; want %v", rec.Body.String(), leaked, tt.want == 200)
+			}
+			if tt.want == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+			// What the scripts and probes read stays open.
+			for _, path := range []string{"/healthz", "/api/stats", "/metrics"} {
+				if rec := serve(a.Handler(), "GET", path); rec.Code != 200 {
+					t.Errorf("GET %s without token: got %d; want 200", path, rec.Code)
+				}
+			}
+		})
+	}
+}
+
 // TestTopBodiesWhileFilling polls /api/top-bodies while a real proxy
 // stores 200 entries: fills keep committing between polls (run it with
 // -race) and the rows come out right. What runs under the body store's

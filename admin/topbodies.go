@@ -18,10 +18,14 @@ type TopBody struct {
 const topBodiesN = 10
 
 // handleTopBodies answers /api/top-bodies: the most shared bodies, with a
-// few cache keys that use each. The cache's locks are held only
+// few cache keys that use each. Keys carry hosts, paths and query strings,
+// so it needs the token when one is set. The cache's locks are held only
 // while the proxy copies the rows (see proxy.Proxy.TopBodies); the
 // formatting happens here, outside them.
 func (a *Admin) handleTopBodies(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(w, r) {
+		return
+	}
 	rows := a.src.TopBodies(topBodiesN)
 	top := make([]TopBody, len(rows))
 	for i, b := range rows {
