@@ -1,8 +1,9 @@
 // Package proxy is dedupcache's HTTP side: it forwards requests to the
 // upstream with [httputil.ReverseProxy], stores cacheable responses in a
 // [cachestore.Store] (bodies and header blocks deduplicated through
-// [dedupbody.Store]s), answers hits from there, and serves the admin
-// endpoints.
+// [dedupbody.Store]s) and answers hits from there. The admin endpoints live
+// in package admin, which uses the exported [Proxy.Stats],
+// [Proxy.TopBodies] and purge methods.
 //
 // A hit is: key hash -> entry -> copy the stored header block's parsed
 // fields into the response header -> one Write of the shared body. The body
