@@ -28,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"dedupcache/admin"
 	"dedupcache/config"
 	"dedupcache/demo"
 	"dedupcache/policy"
@@ -58,90 +59,25 @@ func main() {
 
 // run is the whole program; it returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	def := config.Default()
-	fs := flag.NewFlagSet("dedupcache", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML config `file` (see config.example.yaml); flags override it")
-	demoMode := fs.Bool("demo", false, "run a built-in demo API on a loopback port and cache it")
-	fs.String("upstream", "", "origin `URL` to cache, http(s)://host:port[/prefix]")
-	fs.String("listen", def.Listen, "proxy listen `address`")
-	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
-	maxMemory := def.Cache.MaxMemory
-	fs.Var(&maxMemory, "max-memory", "`size` bound on everything the cache holds, e.g. 256MiB or 2GB")
-	fs.String("log-level", def.Log.Level, "log `level`: debug, info, warn or error")
-	fs.String("log-format", def.Log.Format, "log `format`: text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until exit (benchmarks)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: dedupcache [-config file] (-upstream URL | -demo) [flags]\n\n"+
-			"Flags override the config file; $%s overrides admin.token.\n\n", config.EnvAdminToken)
-		fs.PrintDefaults()
+	opts, code := parseFlags(args, stderr)
+	if opts == nil {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dedupcache: unexpected argument %q (all settings are flags)\n", fs.Arg(0))
-		return exitUsage
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
+	if opts.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(opts.cpuProfile)
 		if err != nil {
 			fmt.Fprintf(stderr, "dedupcache: -cpuprofile: %v\n", err)
 			return exitFailed
 		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
+		defer stopProfile()
 	}
-
-	cfg := config.Default()
-	if *configPath != "" {
-		var err error
-		if cfg, err = config.Load(*configPath); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
-		}
-	}
-	var errs []error
-	fs.Visit(func(f *flag.Flag) {
-		if field, ok := flagFields[f.Name]; ok {
-			errs = append(errs, cfg.Set(field, f.Value.String(), "flag -"+f.Name))
-		}
-		if f.Name == "upstream" && *demoMode {
-			errs = append(errs, errors.New("flag -upstream: -demo runs its own upstream; give one or the other"))
-		}
-	})
-	errs = append(errs, cfg.ApplyEnv(os.Getenv))
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-
-	// The demo upstream binds first so its address can fill in upstream
-	// before validation; it serves once the logger exists.
-	var demoLn net.Listener
-	if *demoMode {
-		var err error
-		if demoLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			fmt.Fprintf(stderr, "dedupcache: demo upstream: %v\n", err)
-			return exitFailed
-		}
+	cfg, demoLn, code := loadConfig(opts, stderr)
+	if demoLn != nil {
 		defer demoLn.Close()
-		if err := cfg.Set("upstream", "http://"+demoLn.Addr().String(), "flag -demo"); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
-		}
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
+	if code != exitOK {
+		return code
 	}
-	upstream, _ := cfg.UpstreamURL() // checked by Validate
 
 	level := new(slog.LevelVar)
 	logger := newLogger(cfg.Log, level, stderr)
@@ -157,114 +93,311 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	proxyLn, err := net.Listen("tcp", cfg.Listen)
+	a, err := build(cfg, demoLn, level, logger)
 	if err != nil {
-		logger.Error("cannot listen", "listener", "proxy", "err", err)
+		logger.Error("cannot start", "err", err)
 		return exitFailed
 	}
-	defer proxyLn.Close()
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		logger.Error("cannot listen", "listener", "admin", "err", err)
-		return exitFailed
+	a.serve()
+	if demoLn != nil {
+		printDemo(stdout, a.servers[0].ln.Addr(), a.servers[1].ln.Addr(), demoLn.Addr())
 	}
-	defer adminLn.Close()
+	code = a.wait(ctx, opts)
+	stop() // a second signal kills the process at once
+	a.shutdown()
+	return code
+}
 
-	pol := policy.DefaultOptions()
-	pol.CacheSetCookie = cfg.Cache.CacheSetCookie
-	pol.HeuristicFraction = cfg.Cache.HeuristicFraction
-	pol.HeuristicMax = time.Duration(cfg.Cache.HeuristicMax)
-	pol.TargetedFields = cfg.Cache.TargetedCacheControl
-	p, err := proxy.New(proxy.Config{
-		Upstream:              upstream,
-		MaxMemory:             int64(cfg.Cache.MaxMemory),
-		MaxObjectSize:         int64(cfg.Cache.MaxObjectSize),
-		ExpectedEntries:       cfg.Cache.ExpectedEntries,
-		Policy:                pol,
-		Grace:                 time.Duration(cfg.Cache.Grace),
-		Keep:                  time.Duration(cfg.Cache.Keep),
+// options are the command-line settings that are not config fields, and
+// the flag set, whose config flags reload applies again.
+type options struct {
+	fs         *flag.FlagSet
+	configPath string
+	demo       bool
+	cpuProfile string
+}
+
+// parseFlags parses the command line. On -h or an error it returns nil and
+// the exit code.
+func parseFlags(args []string, stderr io.Writer) (*options, int) {
+	def := config.Default()
+	o := &options{fs: flag.NewFlagSet("dedupcache", flag.ContinueOnError)}
+	fs := o.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configPath, "config", "", "YAML config `file` (see config.example.yaml); flags override it")
+	fs.BoolVar(&o.demo, "demo", false, "run a built-in demo API on a loopback port and cache it")
+	fs.String("upstream", "", "origin `URL` to cache, http(s)://host:port[/prefix]")
+	fs.String("listen", def.Listen, "proxy listen `address`")
+	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
+	maxMemory := def.Cache.MaxMemory
+	fs.Var(&maxMemory, "max-memory", "`size` bound on everything the cache holds, e.g. 256MiB or 2GB")
+	fs.String("log-level", def.Log.Level, "log `level`: debug, info, warn or error")
+	fs.String("log-format", def.Log.Format, "log `format`: text or json")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` until exit (benchmarks)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: dedupcache [-config file] (-upstream URL | -demo) [flags]\n\n"+
+			"Flags override the config file; $%s overrides admin.token.\n\n", config.EnvAdminToken)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK
+		}
+		return nil, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dedupcache: unexpected argument %q (all settings are flags)\n", fs.Arg(0))
+		return nil, exitUsage
+	}
+	return o, exitOK
+}
+
+// startCPUProfile writes a CPU profile to path until the returned func is
+// called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// applyFlags sets the config fields of the flags given on the command
+// line (flagFields) on cfg.
+func applyFlags(cfg *config.Config, fs *flag.FlagSet) []error {
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		if field, ok := flagFields[f.Name]; ok {
+			errs = append(errs, cfg.Set(field, f.Value.String(), "flag -"+f.Name))
+		}
+	})
+	return errs
+}
+
+// loadConfig reads the config file (or the defaults), applies the flags and
+// the environment on top and validates the result. With -demo it binds the
+// demo upstream's listener first, so that its address fills in upstream;
+// the caller closes it. The code is exitOK unless the configuration is
+// unusable.
+func loadConfig(o *options, stderr io.Writer) (config.Config, net.Listener, int) {
+	cfg := config.Default()
+	if o.configPath != "" {
+		var err error
+		if cfg, err = config.Load(o.configPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return cfg, nil, exitUsage
+		}
+	}
+	errs := applyFlags(&cfg, o.fs)
+	o.fs.Visit(func(f *flag.Flag) {
+		if f.Name == "upstream" && o.demo {
+			errs = append(errs, errors.New("flag -upstream: -demo runs its own upstream; give one or the other"))
+		}
+	})
+	errs = append(errs, cfg.ApplyEnv(os.Getenv))
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(stderr, err)
+		return cfg, nil, exitUsage
+	}
+	var demoLn net.Listener
+	if o.demo {
+		var err error
+		if demoLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			fmt.Fprintf(stderr, "dedupcache: demo upstream: %v\n", err)
+			return cfg, nil, exitFailed
+		}
+		if err := cfg.Set("upstream", "http://"+demoLn.Addr().String(), "flag -demo"); err != nil {
+			fmt.Fprintln(stderr, err)
+			return cfg, demoLn, exitUsage
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return cfg, demoLn, exitUsage
+	}
+	return cfg, demoLn, exitOK
+}
+
+// proxyConfig is the proxy.Config of a validated cfg, every value given
+// explicitly: config.Default is the one source of defaults. The caller adds
+// the Logger and the ObserveUpstream hook.
+func proxyConfig(cfg config.Config) proxy.Config {
+	upstream, _ := cfg.UpstreamURL() // checked by Validate
+	l := liveOf(cfg)
+	return proxy.Config{
+		Upstream:        upstream,
+		MaxMemory:       int64(cfg.Cache.MaxMemory),
+		MaxObjectSize:   int64(cfg.Cache.MaxObjectSize),
+		ExpectedEntries: cfg.Cache.ExpectedEntries,
+		Policy: policy.Options{
+			CacheSetCookie:    cfg.Cache.CacheSetCookie,
+			HeuristicFraction: cfg.Cache.HeuristicFraction,
+			HeuristicMax:      time.Duration(cfg.Cache.HeuristicMax),
+			TargetedFields:    cfg.Cache.TargetedCacheControl,
+		},
+		Grace:                 l.proxy.Grace,
+		Keep:                  l.proxy.Keep,
 		SynthesizeETag:        cfg.Cache.SynthesizeETag,
 		TagHeader:             cfg.Cache.TagHeader,
 		CachePOSTPaths:        cfg.Cache.PostPaths,
-		AdminToken:            cfg.Admin.Token,
-		AccessLogEvery:        cfg.AccessLogEvery(),
+		AccessLogEvery:        l.proxy.AccessLogEvery,
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),
 		ResponseHeaderTimeout: time.Duration(cfg.UpstreamTimeouts.ResponseHeader),
 		ReadTimeout:           time.Duration(cfg.UpstreamTimeouts.Read),
 		IdleConnTimeout:       time.Duration(cfg.UpstreamTimeouts.Idle),
 		MaxIdleConnsPerHost:   cfg.UpstreamTimeouts.MaxIdleConnsPerHost,
-		Logger:                logger,
-	})
+	}
+}
+
+// live is every setting a running process takes from a reload
+// (config.Reloadable), in the form its user wants.
+type live struct {
+	proxy      proxy.Live // cache.grace, cache.keep, log.access, log.access_sample
+	adminToken string     // admin.token
+	logLevel   string     // log.level
+}
+
+// liveOf returns the live settings of cfg, for the start and for every
+// reload alike.
+func liveOf(cfg config.Config) live {
+	return live{
+		proxy: proxy.Live{
+			Grace:          time.Duration(cfg.Cache.Grace),
+			Keep:           time.Duration(cfg.Cache.Keep),
+			AccessLogEvery: cfg.AccessLogEvery(),
+		},
+		adminToken: cfg.Admin.Token,
+		logLevel:   cfg.Log.Level,
+	}
+}
+
+// app is the running process: the proxy, its admin side and the servers in
+// front of them.
+type app struct {
+	cfg     config.Config // as started; reload compares against it
+	level   *slog.LevelVar
+	logger  *slog.Logger
+	proxy   *proxy.Proxy
+	admin   *admin.Admin
+	servers []*named // proxy, admin
+	demo    *named   // nil without -demo
+	failed  chan error
+	serving sync.WaitGroup
+}
+
+// build binds the listeners and makes the proxy, the admin side and the
+// servers. On error, whatever it opened is closed.
+func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger *slog.Logger) (_ *app, err error) {
+	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		logger.Error("cannot start the proxy", "err", err)
-		return exitFailed
+		return nil, fmt.Errorf("proxy listener: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			proxyLn.Close()
+		}
+	}()
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			adminLn.Close()
+		}
+	}()
 
-	servers := []*named{
+	latency := admin.NewLatency()
+	pcfg := proxyConfig(cfg)
+	pcfg.Logger = logger
+	pcfg.ObserveUpstream = latency.Observe
+	p, err := proxy.New(pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	adm := admin.New(p, admin.Config{
+		Listen:       cfg.Admin.Listen,
+		AllowedHosts: cfg.Admin.AllowedHosts,
+		Token:        liveOf(cfg).adminToken,
+		Upstream:     pcfg.Upstream,
+		Latency:      latency,
+		Logger:       logger,
+	})
+
+	a := &app{cfg: cfg, level: level, logger: logger, proxy: p, admin: adm}
+	a.servers = []*named{
 		{"proxy", newServer(cfg.Server, p.Handler(), logger.With("server", "proxy")), proxyLn},
-		{"admin", newServer(cfg.Server, p.AdminHandler(), logger.With("server", "admin")), adminLn},
+		{"admin", newServer(cfg.Server, adm.Handler(), logger.With("server", "admin")), adminLn},
 	}
-	var demoSrv *named
 	if demoLn != nil {
-		demoSrv = &named{"demo", newServer(cfg.Server, demo.Handler(), logger.With("server", "demo")), demoLn}
+		a.demo = &named{"demo", newServer(cfg.Server, demo.Handler(), logger.With("server", "demo")), demoLn}
 	}
+	a.failed = make(chan error, len(a.servers)+1)
+	return a, nil
+}
 
-	// Each server reports on failed exactly once, when Serve returns.
-	failed := make(chan error, len(servers)+1)
-	var serving sync.WaitGroup
-	for _, s := range append(servers, demoSrv) {
+// serve starts every server. Each reports on a.failed exactly once, when
+// Serve returns with anything but http.ErrServerClosed.
+func (a *app) serve() {
+	for _, s := range append(a.servers, a.demo) {
 		if s == nil {
 			continue
 		}
-		serving.Go(func() {
+		a.serving.Go(func() {
 			err := s.srv.Serve(s.ln)
 			if !errors.Is(err, http.ErrServerClosed) {
-				failed <- fmt.Errorf("%s server: %w", s.name, err)
+				a.failed <- fmt.Errorf("%s server: %w", s.name, err)
 			}
 		})
 	}
-	logger.Info("listening", "proxy", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "upstream", upstream.Redacted())
-	if demoLn != nil {
-		printDemo(stdout, proxyLn.Addr(), adminLn.Addr(), demoLn.Addr())
-	}
+	upstream, _ := a.cfg.UpstreamURL()
+	a.logger.Info("listening", "proxy", a.servers[0].ln.Addr().String(), "admin", a.servers[1].ln.Addr().String(),
+		"upstream", upstream.Redacted())
+}
 
+// wait runs until ctx ends (SIGINT, SIGTERM) or a server fails, reloading
+// on SIGHUP. It returns the exit code.
+func (a *app) wait(ctx context.Context, o *options) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	code := exitOK
-wait:
 	for {
 		select {
 		case <-hup:
-			if *configPath == "" {
-				logger.Warn("SIGHUP ignored: no -config file to reload")
+			if o.configPath == "" {
+				a.logger.Warn("SIGHUP ignored: no -config file to reload")
 				continue
 			}
-			reload(*configPath, fs, cfg, p, level, logger)
+			a.reload(o.configPath, o.fs)
 		case <-ctx.Done():
-			logger.Info("shutting down", "timeout", time.Duration(cfg.Server.ShutdownTimeout).String())
-			break wait
-		case err := <-failed:
-			logger.Error("server failed", "err", err)
-			code = exitFailed
-			break wait
+			a.logger.Info("shutting down", "timeout", time.Duration(a.cfg.Server.ShutdownTimeout).String())
+			return exitOK
+		case err := <-a.failed:
+			a.logger.Error("server failed", "err", err)
+			return exitFailed
 		}
 	}
-	stop() // a second signal kills the process at once
+}
 
-	// Reverse order of construction: the front servers, then the proxy they
-	// use, then the demo upstream behind it.
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Server.ShutdownTimeout))
+// shutdown stops in reverse order of construction: the front servers, then
+// the proxy they use, then the demo upstream behind it.
+func (a *app) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.Server.ShutdownTimeout))
 	defer cancel()
-	shutdown(sctx, logger, servers...)
-	p.Close()
-	if demoSrv != nil {
-		shutdown(sctx, logger, demoSrv)
+	shutdown(ctx, a.logger, a.servers...)
+	a.proxy.Close()
+	if a.demo != nil {
+		shutdown(ctx, a.logger, a.demo)
 	}
-	serving.Wait()
-	logger.Info("stopped")
-	return code
+	a.serving.Wait()
+	a.logger.Info("stopped")
 }
 
 // named is a server with its listener, for logs and shutdown.
@@ -368,39 +501,30 @@ func dialable(addr net.Addr) string {
 }
 
 // reload re-reads the config file on SIGHUP, applies the command-line
-// flags on top again, validates, and hands the settings that can change at
-// run time to the proxy and the logger: log.level, log.access,
-// log.access_sample, admin.token, cache.grace and cache.keep. A change to
-// any other field is logged as needing a restart. An invalid file changes
-// nothing: the running configuration stays and the error is logged.
-func reload(path string, fs *flag.FlagSet, running config.Config, p *proxy.Proxy, level *slog.LevelVar, logger *slog.Logger) {
+// flags on top again, validates, and hands the live settings (see [live])
+// to the proxy, the admin side and the logger. A change to any other field
+// is logged as needing a restart. An invalid file changes nothing: the
+// running configuration stays and the error is logged.
+func (a *app) reload(path string, fs *flag.FlagSet) {
 	next, err := config.Load(path)
-	var errs []error
 	if err == nil {
-		fs.Visit(func(f *flag.Flag) {
-			if field, ok := flagFields[f.Name]; ok {
-				errs = append(errs, next.Set(field, f.Value.String(), "flag -"+f.Name))
-			}
-		})
-		if running.Upstream != "" && next.Upstream == "" {
-			next.Upstream = running.Upstream // -demo's upstream
+		errs := applyFlags(&next, fs)
+		if a.cfg.Upstream != "" && next.Upstream == "" {
+			next.Upstream = a.cfg.Upstream // -demo's upstream
 		}
 		errs = append(errs, next.ApplyEnv(os.Getenv), next.Validate())
 		err = errors.Join(errs...)
 	}
 	if err != nil {
-		logger.Error("reload failed; keeping the running configuration", "file", path, "err", err)
+		a.logger.Error("reload failed; keeping the running configuration", "file", path, "err", err)
 		return
 	}
-	for _, field := range config.RestartFields(running, next) {
-		logger.Warn("reload: field changed but needs a restart", "field", field)
+	for _, field := range config.RestartFields(a.cfg, next) {
+		a.logger.Warn("reload: field changed but needs a restart", "field", field)
 	}
-	_ = level.UnmarshalText([]byte(next.Log.Level))
-	p.Reload(proxy.Live{
-		Grace:          time.Duration(next.Cache.Grace),
-		Keep:           time.Duration(next.Cache.Keep),
-		AdminToken:     next.Admin.Token,
-		AccessLogEvery: next.AccessLogEvery(),
-	})
-	logger.Info("reloaded", "file", path, "log_level", next.Log.Level)
+	l := liveOf(next)
+	_ = a.level.UnmarshalText([]byte(l.logLevel))
+	a.proxy.Reload(l.proxy)
+	a.admin.SetToken(l.adminToken)
+	a.logger.Info("reloaded", "file", path, "log_level", l.logLevel, "admin_token_set", l.adminToken != "")
 }

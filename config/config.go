@@ -49,9 +49,16 @@ type Admin struct {
 	// Listen is the admin listener, host:port. Binding it to a non-loopback
 	// address requires Token.
 	Listen string `yaml:"listen"`
-	// Token is the bearer token required by mutating admin endpoints; empty
-	// means none. $DEDUPCACHE_ADMIN_TOKEN overrides it (see [Config.ApplyEnv]).
+	// Token is the bearer token required by mutating admin endpoints and by
+	// those that list cache keys (/api/purge, /api/top-bodies); empty means
+	// none. $DEDUPCACHE_ADMIN_TOKEN overrides it (see [Config.ApplyEnv]).
 	Token string `yaml:"token"`
+	// AllowedHosts lists further names (port ignored) that requests to the
+	// admin listener may carry in Host, besides localhost, 127.0.0.1, ::1
+	// and the host of Listen; other Hosts get 421, which stops DNS
+	// rebinding. A listener on a wildcard or non-loopback address with a
+	// Token accepts any Host. Default empty.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Cache configures what is stored and for how long.
@@ -135,7 +142,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
-		Admin:  Admin{Listen: "127.0.0.1:9091"},
+		Admin:  Admin{Listen: "127.0.0.1:9091", AllowedHosts: []string{}},
 		Cache: Cache{
 			MaxMemory:            256 * MiB,
 			MaxObjectSize:        8 * MiB,

@@ -343,6 +343,47 @@ func (s *Store) Each(fn func(b *Body, refs int) bool) {
 	}
 }
 
+// Shared is one row of [Store.MostShared]: a body and the number of live
+// references it had during the walk. Hold it as a value.
+type Shared struct {
+	Body *Body
+	Refs int
+}
+
+// MostShared returns up to n bodies with at least minRefs live references,
+// most referenced first (ties in no particular order). It holds the store's
+// lock for one walk of the index that keeps the n best candidates in the
+// result; it allocates nothing else, calls no callback and formats nothing
+// under the lock, so a dashboard polling it delays Put and Release only by
+// the walk itself. The counts are a snapshot and may be stale on return.
+func (s *Store) MostShared(n, minRefs int) []Shared {
+	if n <= 0 {
+		return nil
+	}
+	top := make([]Shared, 0, n)
+	s.mu.Lock()
+	for _, head := range s.index {
+		for b := head; b != nil; b = b.next {
+			r := int(b.refs)
+			if r < minRefs || (len(top) == n && r <= top[n-1].Refs) {
+				continue
+			}
+			// Insert in order; when full, the last (least shared) row
+			// falls off.
+			if len(top) < n {
+				top = append(top, Shared{})
+			}
+			i := len(top) - 1
+			for ; i > 0 && top[i-1].Refs < r; i-- {
+				top[i] = top[i-1]
+			}
+			top[i] = Shared{Body: b, Refs: r}
+		}
+	}
+	s.mu.Unlock()
+	return top
+}
+
 // Alloc returns a zero-length buffer with room for n bytes, whose capacity
 // is the size the allocator really hands out for n (its size class), so
 // that [Body.Size] counts the memory a body really takes.

@@ -10,7 +10,7 @@ import (
 )
 
 // TestReload checks SIGHUP: a valid file's reloadable fields apply live
-// (log.access), a field that needs a restart is reported, and an invalid
+// (log.access, admin.token), a field that needs a restart is reported, and an invalid
 // file keeps the running configuration.
 func TestReload(t *testing.T) {
 	t.Parallel()
@@ -46,12 +46,18 @@ func TestReload(t *testing.T) {
 		t.Fatalf("access log on before reload:\n%s", c.stderr.String())
 	}
 
-	write("log:\n  access: \"on\"\ncache:\n  max_memory: 64MiB\n")
+	if r := do("POST", c.adminURL+"/api/purge?all=1"); r.status != 200 {
+		t.Fatalf("purge before a token: got %d %v; want 200", r.status, r.err)
+	}
+	write("log:\n  access: \"on\"\ncache:\n  max_memory: 64MiB\nadmin:\n  token: reloaded-token-0123456789\n")
 	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitLog("msg=reloaded")
 	waitLog("field=cache.max_memory") // needs a restart: reported, not applied
+	if r := do("POST", c.adminURL+"/api/purge?all=1"); r.status != 401 {
+		t.Errorf("purge without the reloaded admin.token: got %d %v; want 401", r.status, r.err)
+	}
 	get("/obj/2?distinct=1&size=10")
 	waitLog("msg=access method=GET")
 

@@ -58,9 +58,6 @@ type Config struct {
 	// miss goes upstream on its own and is not stored. Zero: derived from
 	// the in-flight memory (see MaxMemory) and MaxObjectSize.
 	MaxInflight int
-	// AdminToken, if set, is the bearer token mutating admin endpoints
-	// (purge) require.
-	AdminToken string
 
 	// CachePOSTPaths lists path prefixes whose POST requests are read-only
 	// queries (GraphQL, search) to cache like GETs, keyed by the URL and a
@@ -90,4 +87,11 @@ type Config struct {
 
 	// Logger receives lifecycle and error logs. Nil: slog.Default().
 	Logger *slog.Logger
+
+	// ObserveUpstream, if set, is called once per upstream exchange with its
+	// latency: from sending the request to the response header, or to the
+	// failure. It runs on the request's goroutine, concurrently with other
+	// calls, so it must be quick and safe for concurrent use, and must not
+	// call the Proxy. Nil (the default) turns it off.
+	ObserveUpstream func(time.Duration)
 }

@@ -14,8 +14,6 @@ type Live struct {
 	Grace time.Duration
 	// Keep: see [Config.Keep].
 	Keep time.Duration
-	// AdminToken: see [Config.AdminToken].
-	AdminToken string
 	// AccessLogEvery logs one request in this many; 0 turns the access log
 	// off, 1 logs every request.
 	AccessLogEvery int
@@ -26,7 +24,7 @@ type Live struct {
 func (p *Proxy) Reload(l Live) {
 	p.liveCfg.Store(&l)
 	p.log.Info("settings reloaded", "grace", l.Grace.String(), "keep", l.Keep.String(),
-		"access_log_every", l.AccessLogEvery, "admin_token_set", l.AdminToken != "")
+		"access_log_every", l.AccessLogEvery)
 }
 
 // live returns the current live settings.
@@ -114,5 +112,5 @@ func noteUpstream(w http.ResponseWriter, d time.Duration) {
 
 // liveOf returns the live part of a Config.
 func liveOf(cfg Config) Live {
-	return Live{Grace: cfg.Grace, Keep: cfg.Keep, AdminToken: cfg.AdminToken, AccessLogEvery: cfg.AccessLogEvery}
+	return Live{Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery}
 }

@@ -1,8 +1,9 @@
 // Package proxy is dedupcache's HTTP side: it forwards requests to the
 // upstream with [httputil.ReverseProxy], stores cacheable responses in a
 // [cachestore.Store] (bodies and header blocks deduplicated through
-// [dedupbody.Store]s), answers hits from there, and serves the admin
-// endpoints.
+// [dedupbody.Store]s) and answers hits from there. The admin endpoints live
+// in package admin, which uses the exported [Proxy.Stats],
+// [Proxy.TopBodies] and purge methods.
 //
 // A hit is: key hash -> entry -> copy the stored header block's parsed
 // fields into the response header -> one Write of the shared body. The body
@@ -20,8 +21,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
@@ -65,8 +64,6 @@ type Proxy struct {
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
 	upstream    upstreamStats
-	// upstreamLatency feeds /metrics (upstream.observe).
-	upstreamLatency prometheus.Histogram
 }
 
 // fillCounts count what happened to responses the proxy tried to store.
@@ -158,8 +155,9 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	p.upstreamLatency = newUpstreamLatency()
-	p.upstream.observe = p.upstreamLatency.Observe
+	if observe := cfg.ObserveUpstream; observe != nil {
+		p.upstream.observe = func(s float64) { observe(time.Duration(s * float64(time.Second))) }
+	}
 	l := liveOf(cfg)
 	p.liveCfg.Store(&l)
 	// Always wrapped, since Reload can turn the access log on; off, it

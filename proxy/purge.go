@@ -1,9 +1,6 @@
 package proxy
 
 import (
-	"crypto/subtle"
-	"encoding/json"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -117,45 +114,4 @@ func (p *Proxy) PurgeAll() PurgeResult {
 	after := p.bodies.Stats()
 	p.purged.Add(n)
 	return PurgeResult{PurgedEntries: int(n), FreedBytes: before.DataBytes - after.DataBytes}
-}
-
-// handlePurge serves POST /api/purge?url=|prefix=|tag=|all=1.
-func (p *Proxy) handlePurge(w http.ResponseWriter, r *http.Request) {
-	if !p.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="dedupcache admin"`)
-		http.Error(w, "admin token required", http.StatusUnauthorized)
-		return
-	}
-	q := r.URL.Query()
-	var res PurgeResult
-	switch {
-	case q.Get("url") != "":
-		var err error
-		if res, err = p.PurgeURL(q.Get("url")); err != nil {
-			http.Error(w, "bad url: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-	case q.Get("prefix") != "":
-		res = p.PurgePrefix(q.Get("prefix"))
-	case q.Get("tag") != "":
-		res = p.PurgeTag(q.Get("tag"))
-	case q.Get("all") == "1" || q.Get("all") == "true":
-		res = p.PurgeAll()
-	default:
-		http.Error(w, "want one of url=, prefix=, tag= or all=1", http.StatusBadRequest)
-		return
-	}
-	p.log.Info("purge", "query", r.URL.RawQuery, "purged_entries", res.PurgedEntries, "freed_bytes", res.FreedBytes)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(res)
-}
-
-// authorized checks the bearer token of a mutating admin request.
-func (p *Proxy) authorized(r *http.Request) bool {
-	if p.live().AdminToken == "" {
-		return true
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(p.live().AdminToken)) == 1
 }

@@ -24,7 +24,7 @@
   const hist = { t: [], hit: [], hitNow: [], dedup: [] };
   let prev = null; // the previous stats document, for rates
   let polls = 0;
-  let topBodiesAbsent = false; // api/top-bodies answered 404: stop asking
+  let topBodiesAbsent = false; // api/top-bodies answered 404 or 401: stop asking
 
   // ---- formatting ----
 
@@ -239,7 +239,8 @@
     } catch (e) {
       return; // offline: the stats poll reports it
     }
-    if (res.status === 404) {
+    if (res.status === 404 || res.status === 401) {
+      // Absent, or guarded by admin.token (the page cannot send it).
       topBodiesAbsent = true;
       $('top-bodies').hidden = true;
       return;

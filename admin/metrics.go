@@ -1,43 +1,59 @@
-package proxy
+package admin
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"dedupcache/cachestore"
+	"dedupcache/proxy"
 )
 
-// newRegistry returns a registry of the proxy's own, for /metrics: Go
-// runtime and process metrics plus a [statsCollector]. Each call makes a
-// new registry; none touches prometheus.DefaultRegisterer, so proxies and
-// tests stay apart.
-func (p *Proxy) newRegistry() *prometheus.Registry {
+// newRegistry returns a registry of the admin's own, for /metrics: Go
+// runtime and process metrics, a [statsCollector] and the upstream
+// latency histogram when there is one. Each call makes a new registry;
+// none touches prometheus.DefaultRegisterer, so instances and tests stay
+// apart.
+func (a *Admin) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		statsCollector{p},
-		p.upstreamLatency,
+		statsCollector{a.src},
 	)
+	if a.cfg.Latency != nil {
+		reg.MustRegister(a.cfg.Latency.h)
+	}
 	return reg
 }
 
-// newUpstreamLatency is the histogram of upstream exchange durations (from
-// sending the request to the response header, or to the failure).
-func newUpstreamLatency() prometheus.Histogram {
-	return prometheus.NewHistogram(prometheus.HistogramOpts{
+// Latency is the histogram dedupcache_upstream_latency_seconds of upstream
+// exchange durations (from sending the request to the response header, or
+// to the failure). Make one with [NewLatency], give [Latency.Observe] to
+// proxy.Config.ObserveUpstream and the Latency to [Config.Latency]. Safe
+// for concurrent use; hold it by pointer.
+type Latency struct{ h prometheus.Histogram }
+
+// NewLatency returns an empty upstream latency histogram.
+func NewLatency() *Latency {
+	return &Latency{h: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "dedupcache",
 		Name:      "upstream_latency_seconds",
 		Help:      "Time from sending a request upstream to its response header (or failure).",
 		Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	})
+	})}
 }
 
-// statsCollector exports [Proxy.Stats] at scrape time, so /metrics and
+// Observe records one upstream exchange that took d. It has the signature
+// of proxy.Config.ObserveUpstream.
+func (l *Latency) Observe(d time.Duration) { l.h.Observe(d.Seconds()) }
+
+// statsCollector exports [Source.Stats] at scrape time, so /metrics and
 // /api/stats read the same counters and cannot disagree on their meaning.
 // It holds no state of its own and may be registered on any number of
 // registries.
-type statsCollector struct{ p *Proxy }
+type statsCollector struct{ src Source }
 
 // Describe sends the descriptor of every row of statsMetrics.
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -48,7 +64,7 @@ func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect takes one snapshot of the stats and sends every row's samples.
 func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.p.Stats()
+	st := c.src.Stats()
 	for _, m := range statsMetrics {
 		m.collect(&st, func(v float64, labels ...string) {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.typ, v, labels...)
@@ -56,17 +72,17 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// statsMetric is one metric family read from a [Stats] snapshot. collect
+// statsMetric is one metric family read from a [proxy.Stats] snapshot. collect
 // calls emit once per sample, with label values in the order of the
 // descriptor's variable labels.
 type statsMetric struct {
 	desc    *prometheus.Desc
 	typ     prometheus.ValueType
-	collect func(st *Stats, emit func(v float64, labels ...string))
+	collect func(st *proxy.Stats, emit func(v float64, labels ...string))
 }
 
 // newStatsMetric builds a statsMetric named dedupcache_<name>.
-func newStatsMetric(name, help string, typ prometheus.ValueType, labels []string, collect func(*Stats, func(float64, ...string))) statsMetric {
+func newStatsMetric(name, help string, typ prometheus.ValueType, labels []string, collect func(*proxy.Stats, func(float64, ...string))) statsMetric {
 	return statsMetric{
 		desc:    prometheus.NewDesc(prometheus.BuildFQName("dedupcache", "", name), help, labels, nil),
 		typ:     typ,
@@ -75,61 +91,61 @@ func newStatsMetric(name, help string, typ prometheus.ValueType, labels []string
 }
 
 // statsValue is the collect function of an unlabelled metric.
-func statsValue(f func(*Stats) int64) func(*Stats, func(float64, ...string)) {
-	return func(st *Stats, emit func(float64, ...string)) { emit(float64(f(st))) }
+func statsValue(f func(*proxy.Stats) int64) func(*proxy.Stats, func(float64, ...string)) {
+	return func(st *proxy.Stats, emit func(float64, ...string)) { emit(float64(f(st))) }
 }
 
-// statsMetrics is what /metrics exports from [Stats]. Names follow the
+// statsMetrics is what /metrics exports from [proxy.Stats]. Names follow the
 // Prometheus conventions: base units, _total on counters, and labels whose
 // values come from closed sets only (never a URL or a key).
 //
-// To export a new figure, add its field to [Stats] (so /api/stats shows it
-// too) and a row here. Figures that are not a plain number of the snapshot
+// To export a new figure, add its field to [proxy.Stats] (so /api/stats shows
+// it too) and a row here. Figures that are not a plain number of the snapshot
 // (the upstream latency histogram, for one) belong in their own collector
-// registered in [Proxy.newRegistry].
+// registered in [Admin.newRegistry].
 var statsMetrics = []statsMetric{
 	newStatsMetric("requests_total", "Requests answered, by cache result (hit, miss, stale, bypass).",
-		prometheus.CounterValue, []string{"result"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.CounterValue, []string{"result"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.Hits), "hit")
 			emit(float64(st.Misses), "miss")
 			emit(float64(st.Stale), "stale")
 			emit(float64(st.Bypasses), "bypass")
 		}),
 	newStatsMetric("entries", "Stored entries (the entries figure of /api/stats).",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.Entries })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.Entries })),
 	newStatsMetric("bodies", "Distinct response bodies stored.",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.BodiesUnique })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.BodiesUnique })),
 	newStatsMetric("header_blocks", "Distinct header blocks stored.",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.HeaderBlocks })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.HeaderBlocks })),
 	newStatsMetric("body_bytes", "Body payload bytes: logical (summed over entries, as if not shared), stored (each distinct body once) and saved (logical - stored).",
-		prometheus.GaugeValue, []string{"kind"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.GaugeValue, []string{"kind"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.BytesLogical), "logical")
 			emit(float64(st.BytesStored), "stored")
 			emit(float64(st.BytesSaved), "saved")
 		}),
 	newStatsMetric("memory_bytes", "Memory charged against the limit: entries, header blocks and unique bodies.",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.MemoryBytes })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.MemoryBytes })),
 	newStatsMetric("memory_limit_bytes", "The configured memory limit (max_memory).",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.MemoryLimitBytes })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.MemoryLimitBytes })),
 	newStatsMetric("entry_bytes", "Memory of the entries themselves: per-entry overhead plus keys.",
-		prometheus.GaugeValue, nil, statsValue(func(st *Stats) int64 { return st.EntryBytes })),
+		prometheus.GaugeValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.EntryBytes })),
 	newStatsMetric("entries_released_total", "Entries that left the store, by cause.",
-		prometheus.CounterValue, []string{"cause"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.CounterValue, []string{"cause"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			for _, c := range cachestore.Causes() {
 				emit(float64(st.Released[c.String()]), c.String())
 			}
 		}),
 	newStatsMetric("responses_total", "Upstream responses the proxy tried to store, by outcome.",
-		prometheus.CounterValue, []string{"outcome"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.CounterValue, []string{"outcome"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.Stored), "stored")
 			emit(float64(st.CutOff), "cut_off")
 			emit(float64(st.Aborted), "aborted")
 			emit(float64(st.TooBig), "too_big")
 		}),
 	newStatsMetric("upstream_errors_total", "Requests answered 502 or 504 because the upstream failed or timed out.",
-		prometheus.CounterValue, nil, statsValue(func(st *Stats) int64 { return st.UpstreamErrors })),
+		prometheus.CounterValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.UpstreamErrors })),
 	newStatsMetric("cache_events_total", "Other cache events: revalidated (stale entry refreshed by a 304), not_modified (304 answered from the cache), range (206 from the cache), coalesced (answered from another request's upstream fetch), refresh (background stale-while-revalidate), invalidated (by an unsafe request), purged.",
-		prometheus.CounterValue, []string{"event"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.CounterValue, []string{"event"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.Revalidated), "revalidated")
 			emit(float64(st.NotModified), "not_modified")
 			emit(float64(st.Ranges), "range")
@@ -139,13 +155,13 @@ var statsMetrics = []statsMetric{
 			emit(float64(st.Purged), "purged")
 		}),
 	newStatsMetric("served_body_bytes_total", "Body bytes written from the cache.",
-		prometheus.CounterValue, nil, statsValue(func(st *Stats) int64 { return st.ServedBytes })),
+		prometheus.CounterValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.ServedBytes })),
 	newStatsMetric("upstream_responses_total", "Upstream exchanges by status class (error: no response).",
-		prometheus.CounterValue, []string{"code_class"}, func(st *Stats, emit func(float64, ...string)) {
+		prometheus.CounterValue, []string{"code_class"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			for _, c := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"} {
 				emit(float64(st.UpstreamByCl[c]), c)
 			}
 		}),
 	newStatsMetric("dedup_ratio", "Logical body bytes over stored body bytes (1 = no sharing).",
-		prometheus.GaugeValue, nil, func(st *Stats, emit func(float64, ...string)) { emit(st.DedupRatio) }),
+		prometheus.GaugeValue, nil, func(st *proxy.Stats, emit func(float64, ...string)) { emit(st.DedupRatio) }),
 }

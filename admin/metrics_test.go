@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"dedupcache/cachestore"
+	"dedupcache/proxy"
 )
 
 // scrape reads url in the Prometheus text format and returns every sample
@@ -70,31 +71,38 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, shared)
 	})
-	p, srv := newTestProxy(t, o.URL, nil)
+	lat := NewLatency()
+	p, srv := newProxy(t, o.URL, lat.Observe)
 	for _, path := range []string{"/a", "/b", "/c"} {
-		if resp, _ := do(t, "GET", srv.URL+path); resp.Header.Get("X-Cache") != "MISS" {
+		if resp := get(t, srv.URL+path); resp.Header.Get("X-Cache") != "MISS" {
 			t.Fatalf("GET %s: X-Cache %q; want MISS", path, resp.Header.Get("X-Cache"))
 		}
 	}
 	for _, path := range []string{"/a", "/a", "/b", "/b", "/c"} {
-		if resp, _ := do(t, "GET", srv.URL+path); resp.Header.Get("X-Cache") != "HIT" {
+		if resp := get(t, srv.URL+path); resp.Header.Get("X-Cache") != "HIT" {
 			t.Fatalf("GET %s: X-Cache %q; want HIT", path, resp.Header.Get("X-Cache"))
 		}
 	}
-	if resp, _ := do(t, "POST", srv.URL+"/form"); resp.Header.Get("X-Cache") != "BYPASS" {
-		t.Fatalf("POST /form: X-Cache %q; want BYPASS", resp.Header.Get("X-Cache"))
-	}
-
-	_ = p.AdminHandler() // a second registry must not clash with the first
-	admin := httptest.NewServer(p.AdminHandler())
-	defer admin.Close()
-	samples, types := scrape(t, admin.URL+"/metrics")
-
-	resp, err := http.Get(admin.URL + "/api/stats")
+	resp, err := http.Post(srv.URL+"/form", "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st Stats
+	resp.Body.Close()
+	if resp.Header.Get("X-Cache") != "BYPASS" {
+		t.Fatalf("POST /form: X-Cache %q; want BYPASS", resp.Header.Get("X-Cache"))
+	}
+
+	a := New(p, Config{Listen: "127.0.0.1:0", Latency: lat})
+	_ = a.newRegistry() // a second registry must not clash with the first
+	admin := httptest.NewServer(a.Handler())
+	defer admin.Close()
+	samples, types := scrape(t, admin.URL+"/metrics")
+
+	resp, err = http.Get(admin.URL + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st proxy.Stats
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if err != nil {

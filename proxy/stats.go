@@ -1,22 +1,11 @@
 package proxy
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
-	"dedupcache/proxy/dashboard"
 )
 
 // Stats is the JSON document of /api/stats. Byte figures of bodies count
@@ -126,104 +115,43 @@ func (p *Proxy) Stats() Stats {
 	return st
 }
 
-// AdminHandler returns the handler for the admin listener: /healthz,
-// /api/stats, /metrics (Prometheus) and the dashboard at /.
-func (p *Proxy) AdminHandler() http.Handler {
-	r := chi.NewRouter()
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	r.Get("/api/stats", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(p.Stats())
-	})
-	r.Get("/readyz", p.handleReady)
-	r.Get("/api/top-bodies", p.handleTopBodies)
-	r.Post("/api/purge", p.handlePurge)
-	r.Handle("/metrics", promhttp.HandlerFor(p.newRegistry(), promhttp.HandlerOpts{}))
-	r.Handle("/*", dashboard.Handler())
-	return r
-}
-
-// handleReady answers /readyz: 200 when the upstream accepts a TCP
-// connection within a second, 503 otherwise.
-func (p *Proxy) handleReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	host := p.cfg.Upstream.Host
-	if p.cfg.Upstream.Port() == "" {
-		port := "80"
-		if p.cfg.Upstream.Scheme == "https" {
-			port = "443"
-		}
-		host = net.JoinHostPort(p.cfg.Upstream.Hostname(), port)
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
-	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "upstream %s unreachable: %v\n", host, err)
-		return
-	}
-	_ = c.Close()
-	_, _ = io.WriteString(w, "ready\n")
-}
-
-// TopBody is one row of /api/top-bodies.
+// TopBody is one of the most shared bodies, as [Proxy.TopBodies] reports
+// it: plain data, owned by the caller.
 type TopBody struct {
-	Hash        string   `json:"hash"` // xxhash64, hex
-	Size        int64    `json:"size"`
-	Refs        int      `json:"refs"`
-	ExampleKeys []string `json:"example_keys"`
+	Hash        uint64   // xxhash64 of the body
+	Size        int64    // body bytes
+	Refs        int      // live references: stored entries using the body
+	ExampleKeys []string // up to three cache keys using it ("\x00" variant separators shown as " | vary ")
 }
 
-// topBodiesN is how many rows /api/top-bodies returns.
-const topBodiesN = 10
+// exampleKeys is how many keys [Proxy.TopBodies] gives per body.
+const exampleKeys = 3
 
-// handleTopBodies answers /api/top-bodies: the most shared bodies, with a
-// few keys that use each. It walks the body index under its lock and the
-// entry store a shard at a time: meant for a dashboard polling now and
-// then, not for every request.
-func (p *Proxy) handleTopBodies(w http.ResponseWriter, _ *http.Request) {
-	var top []TopBody
-	bodies := make(map[*dedupbody.Body]int)
-	p.bodies.Each(func(b *dedupbody.Body, refs int) bool {
-		if refs < 2 {
-			return true
-		}
-		if len(top) < topBodiesN || refs > top[len(top)-1].Refs {
-			top = append(top, TopBody{Hash: fmt.Sprintf("%016x", b.Hash()), Size: b.Len(), Refs: refs})
-			bodies[b] = len(top) - 1
-			slices.SortFunc(top, func(a, b TopBody) int { return b.Refs - a.Refs })
-			if len(top) > topBodiesN {
-				top = top[:topBodiesN]
-			}
-		}
-		return true
-	})
-	want := make(map[string]int, len(top))
-	for i, t := range top {
-		want[t.Hash] = i
+// TopBodies returns up to n of the bodies used by the most entries (two or
+// more), most shared first, each with a few keys of entries that use it.
+// The body store's lock is held only while [dedupbody.Store.MostShared]
+// copies the candidates; the keys come from a walk of the entry store, a
+// shard at a time, that stops once every row has its keys. Meant for a
+// dashboard polling now and then, not for every request. Safe for
+// concurrent use.
+func (p *Proxy) TopBodies(n int) []TopBody {
+	shared := p.bodies.MostShared(n, 2)
+	top := make([]TopBody, len(shared))
+	rows := make(map[*dedupbody.Body]int, len(shared))
+	for i, s := range shared {
+		top[i] = TopBody{Hash: s.Body.Hash(), Size: s.Body.Len(), Refs: s.Refs}
+		rows[s.Body] = i
+	}
+	missing := len(top) * exampleKeys
+	if missing == 0 {
+		return top
 	}
 	p.store.Each(func(e *cachestore.Entry) bool {
-		b := e.Body.Body()
-		if b == nil {
-			return true
-		}
-		if i, ok := want[fmt.Sprintf("%016x", b.Hash())]; ok && len(top[i].ExampleKeys) < 3 {
+		if i, ok := rows[e.Body.Body()]; ok && len(top[i].ExampleKeys) < exampleKeys {
 			top[i].ExampleKeys = append(top[i].ExampleKeys, strings.ReplaceAll(e.Key, "\x00", " | vary "))
+			missing--
 		}
-		return true
+		return missing > 0
 	})
-	if top == nil {
-		top = []TopBody{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(top)
+	return top
 }

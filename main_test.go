@@ -1,0 +1,99 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"dedupcache/config"
+	"dedupcache/policy"
+	"dedupcache/proxy"
+)
+
+// TestProxyConfig checks that main hands the proxy every value from the
+// config as it is, without translating or re-defaulting any.
+func TestProxyConfig(t *testing.T) {
+	base := config.Default()
+	base.Upstream = "http://127.0.0.1:3000/prefix"
+	tests := []struct {
+		name  string
+		mod   func(*config.Config)
+		check func(proxy.Config) bool
+	}{
+		{"defaults reach the proxy", func(*config.Config) {}, func(p proxy.Config) bool {
+			return p.MaxMemory == 256<<20 && p.MaxObjectSize == 8<<20 && p.Keep == 10*time.Minute &&
+				p.TagHeader == "Surrogate-Key" && p.SynthesizeETag && p.DialTimeout == 5*time.Second &&
+				p.ResponseHeaderTimeout == 30*time.Second && p.ReadTimeout == time.Minute &&
+				p.IdleConnTimeout == 90*time.Second && p.MaxIdleConnsPerHost == 256 &&
+				reflect.DeepEqual(p.Policy, policy.DefaultOptions())
+		}},
+		{"upstream parsed", func(*config.Config) {}, func(p proxy.Config) bool {
+			return p.Upstream.String() == "http://127.0.0.1:3000/prefix"
+		}},
+		{"empty tag header stays empty", func(c *config.Config) { c.Cache.TagHeader = "" }, func(p proxy.Config) bool {
+			return p.TagHeader == ""
+		}},
+		{"tag header as written", func(c *config.Config) { c.Cache.TagHeader = "x-tags" }, func(p proxy.Config) bool {
+			return p.TagHeader == "x-tags"
+		}},
+		{"policy fields", func(c *config.Config) {
+			c.Cache.CacheSetCookie, c.Cache.HeuristicFraction, c.Cache.HeuristicMax = true, 0, 0
+			c.Cache.TargetedCacheControl = []string{}
+		}, func(p proxy.Config) bool {
+			return p.Policy.CacheSetCookie && p.Policy.HeuristicFraction == 0 && p.Policy.HeuristicMax == 0 &&
+				p.Policy.TargetedFields != nil && len(p.Policy.TargetedFields) == 0
+		}},
+		{"live settings", func(c *config.Config) {
+			c.Cache.Grace, c.Cache.Keep, c.Log.Access = config.Duration(time.Minute), 0, "on"
+		}, func(p proxy.Config) bool {
+			return p.Grace == time.Minute && p.Keep == 0 && p.AccessLogEvery == 1
+		}},
+		{"sizes and pool", func(c *config.Config) {
+			c.Cache.MaxObjectSize, c.Cache.ExpectedEntries, c.UpstreamTimeouts.MaxIdleConnsPerHost = 1, 7, 3
+			c.Cache.PostPaths = []string{"/graphql"}
+		}, func(p proxy.Config) bool {
+			return p.MaxObjectSize == 1 && p.ExpectedEntries == 7 && p.MaxIdleConnsPerHost == 3 &&
+				reflect.DeepEqual(p.CachePOSTPaths, []string{"/graphql"})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			tt.mod(&cfg)
+			if got := proxyConfig(cfg); !tt.check(got) {
+				t.Errorf("got %+v", got)
+			}
+		})
+	}
+}
+
+// TestLiveOf checks that the live settings cover config.Reloadable: each
+// reloadable field, changed, changes what liveOf returns.
+func TestLiveOf(t *testing.T) {
+	base := config.Default()
+	changes := map[string]func(*config.Config){
+		"log.level":         func(c *config.Config) { c.Log.Level = "debug" },
+		"log.access":        func(c *config.Config) { c.Log.Access = "on" },
+		"log.access_sample": func(c *config.Config) { c.Log.Access, c.Log.AccessSample = "sampled", 7 },
+		"admin.token":       func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
+		"cache.grace":       func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
+		"cache.keep":        func(c *config.Config) { c.Cache.Keep = 0 },
+	}
+	for _, field := range config.Reloadable {
+		t.Run(field, func(t *testing.T) {
+			change, ok := changes[field]
+			if !ok {
+				t.Fatalf("no case for reloadable field %s: add it to live and here", field)
+			}
+			cfg := base
+			if field == "log.access_sample" {
+				base.Log.Access = "sampled"
+			}
+			change(&cfg)
+			if liveOf(cfg) == liveOf(base) {
+				t.Errorf("changing %s does not change the live settings", field)
+			}
+			base = config.Default()
+		})
+	}
+}
