@@ -65,9 +65,9 @@ func CanFreshen(stored, notModified http.Header) bool {
 		return newWeak || !oldWeak
 	}
 	if v := notModified.Get("Last-Modified"); v != "" {
-		t, err := http.ParseTime(v)
-		old, oldErr := http.ParseTime(stored.Get("Last-Modified"))
-		return err == nil && oldErr == nil && t.Equal(old)
+		t, ok := ParseHTTPDate(v)
+		old, oldOK := ParseHTTPDate(stored.Get("Last-Modified"))
+		return ok && oldOK && t.Equal(old)
 	}
 	return true
 }
@@ -118,12 +118,12 @@ func NotModified(reqHdr http.Header, etag, lastModified string) bool {
 	if len(ims) != 1 {
 		return false
 	}
-	since, err := http.ParseTime(ims[0])
-	if err != nil {
+	since, ok := ParseHTTPDate(ims[0])
+	if !ok {
 		return false
 	}
-	lm, err := http.ParseTime(lastModified)
-	return err == nil && !lm.After(since)
+	lm, ok := ParseHTTPDate(lastModified)
+	return ok && !lm.After(since)
 }
 
 // entityTag parses a whole field value as one entity-tag (RFC 9110 §8.8.3):

@@ -73,6 +73,8 @@ func TestCanFreshen(t *testing.T) {
 		{"§4.3.4 invalid ETag in the 304", hdr("Etag", `"a"`), hdr("Etag", `a`), false},
 		{"§4.3.4 same Last-Modified", hdr("Last-Modified", lm), hdr("Last-Modified", lm), true},
 		{"§4.3.4 different Last-Modified", hdr("Last-Modified", lm), hdr("Last-Modified", date(t0.Add(time.Second))), false},
+		{"§4.3.4 Last-Modified that is not an HTTP-date never matches", hdr("Last-Modified", "Mon, 01 Jan 2024 1:00:00 GMT"),
+			hdr("Last-Modified", "Mon, 01 Jan 2024 1:00:00 GMT"), false},
 		{"§4.3.4 no validator in the 304", hdr("Etag", `"a"`), hdr("Cache-Control", "max-age=5"), true},
 	}
 	for _, tt := range tests {
@@ -108,6 +110,9 @@ func TestNotModified(t *testing.T) {
 		{"RFC 9110 §13.1.3 Last-Modified earlier", hdr("If-Modified-Since", date(t0.Add(time.Hour))), "", lm, true},
 		{"RFC 9110 §13.1.3 Last-Modified later", hdr("If-Modified-Since", date(t0.Add(-time.Hour))), "", lm, false},
 		{"RFC 9110 §13.1.3 invalid date is ignored", hdr("If-Modified-Since", "yesterday"), "", lm, false},
+		{"RFC 9110 §13.1.3 If-Modified-Since with a one-digit hour is ignored", hdr("If-Modified-Since", "Tue, 02 Jan 2024 9:00:00 GMT"), "", lm, false},
+		{"RFC 9110 §13.1.3 If-Modified-Since with lowercase gmt is ignored", hdr("If-Modified-Since", "Mon, 01 Jan 2024 13:00:00 gmt"), "", lm, false},
+		{"RFC 9110 §13.1.3 If-Modified-Since in the asctime format", hdr("If-Modified-Since", "Mon Jan  1 13:00:00 2024"), "", lm, true},
 		{"RFC 9110 §13.1.3 more than one member is ignored", hdr("If-Modified-Since", lm, "If-Modified-Since", lm), "", lm, false},
 		{"RFC 9111 §4.3.2 no Last-Modified: Date passed instead still works", hdr("If-Modified-Since", lm), `"a"`, lm, true},
 		{"RFC 9110 §13.1.3 no stored date", hdr("If-Modified-Since", lm), "", "", false},
