@@ -195,11 +195,12 @@ func Storable(method string, reqHdr http.Header, status int, respHdr http.Header
 	return false, ReasonNoFreshness
 }
 
-// HopByHop lists the hop-by-hop header fields, in canonical form, that a
+// hopByHop lists the hop-by-hop header fields, in canonical form, that a
 // proxy removes before forwarding a message (RFC 9110 §7.6.1) and a cache
 // therefore never stores (RFC 9111 §3.1). Fields named in Connection are
-// hop-by-hop too: see [ConnectionFields]. Read-only.
-var HopByHop = []string{
+// hop-by-hop too: see [ConnectionFields]. Unexported so that no caller can
+// change it; [RemoveHopByHop] and [StripFields] apply it.
+var hopByHop = [...]string{
 	"Connection",
 	"Keep-Alive",
 	"Proxy-Connection", // non-standard, still sent by some clients
@@ -209,6 +210,26 @@ var HopByHop = []string{
 	"Trailer",
 	"Transfer-Encoding",
 	"Upgrade",
+}
+
+// RemoveHopByHop deletes from h the hop-by-hop fields a proxy must not
+// forward (RFC 9110 §7.6.1): every field named in h's Connection field
+// lines, then Connection, Keep-Alive, Proxy-Connection, Proxy-Authenticate,
+// Proxy-Authorization, TE, Trailer, Transfer-Encoding and Upgrade. h is
+// expected with canonical keys, as net/http builds it; it is modified in
+// place. A caller that forwards an upgrade or asks for trailers ("TE:
+// trailers") re-adds what it needs afterwards.
+func RemoveHopByHop(h http.Header) {
+	for _, line := range h["Connection"] {
+		for name := range strings.SplitSeq(line, ",") {
+			if name = trimOWS(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		delete(h, name)
+	}
 }
 
 // ConnectionFields returns the field names listed in h's Connection field
@@ -234,7 +255,7 @@ func ConnectionFields(h http.Header) []string {
 //     subsequent response"; stripping them at store time does exactly that,
 //     so a qualified no-cache does not force revalidation of every use
 //     (unlike the unqualified form, see [Freshness.NoCache]);
-//   - [HopByHop] fields, the fields named in Connection, and
+//   - the hop-by-hop fields of [RemoveHopByHop], the fields named in Connection, and
 //     Proxy-Authentication-Info (§3.1).
 //
 // Call it again on the header produced by [UpdateStoredHeader].
@@ -250,7 +271,7 @@ func StripFields(respHdr http.Header, opt Options) []string {
 	}
 	add(cc.PrivateFields)
 	add(cc.NoCacheFields)
-	add(HopByHop)
+	add(hopByHop[:])
 	add(ConnectionFields(respHdr))
 	add([]string{"Proxy-Authentication-Info"})
 	return out

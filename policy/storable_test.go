@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -144,6 +145,35 @@ func TestStripFields(t *testing.T) {
 	}
 }
 
+func TestRemoveHopByHop(t *testing.T) {
+	tests := []struct {
+		name string
+		in   http.Header
+		want http.Header
+	}{
+		{"RFC 9110 §7.6.1 the fixed hop-by-hop fields",
+			hdr("Connection", "keep-alive", "Keep-Alive", "timeout=5", "Proxy-Connection", "keep-alive",
+				"Proxy-Authenticate", "Basic", "Proxy-Authorization", "Basic eA==", "Te", "trailers", "Trailer", "X-T",
+				"Transfer-Encoding", "chunked", "Upgrade", "websocket", "Accept", "*/*"),
+			hdr("Accept", "*/*")},
+		{"RFC 9110 §7.6.1 fields named in Connection, over several lines and in any case",
+			hdr("Connection", "close, x-hop", "Connection", " X-Other ,, ", "X-Hop", "1", "X-Other", "2", "X-Keep", "3"),
+			hdr("X-Keep", "3")},
+		{"RFC 9110 §7.6.1 Connection naming an end-to-end field removes it too",
+			hdr("Connection", "Cache-Control", "Cache-Control", "max-age=5", "Accept", "*/*"),
+			hdr("Accept", "*/*")},
+		{"nothing to remove", hdr("Accept", "*/*"), hdr("Accept", "*/*")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			RemoveHopByHop(tt.in)
+			if !reflect.DeepEqual(tt.in, tt.want) {
+				t.Errorf("RemoveHopByHop left %v; want %v", tt.in, tt.want)
+			}
+		})
+	}
+}
+
 func TestConnectionFields(t *testing.T) {
 	h := hdr("Connection", "keep-alive, X-Foo", "Connection", "x-foo,  Upgrade ,")
 	got := ConnectionFields(h)
@@ -157,9 +187,9 @@ func TestConnectionFields(t *testing.T) {
 }
 
 func TestHopByHopCanonical(t *testing.T) {
-	for _, name := range HopByHop {
+	for _, name := range hopByHop {
 		if c := http.CanonicalHeaderKey(name); c != name {
-			t.Errorf("HopByHop holds %q; want canonical %q", name, c)
+			t.Errorf("hopByHop holds %q; want canonical %q", name, c)
 		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 )
 
 // notUpdated holds the fields a 304 never replaces in a stored header, on top
-// of [HopByHop] and the fields named in the 304's Connection (RFC 9111 §3.2):
+// of the hop-by-hop fields ([RemoveHopByHop]) and the fields named in the 304's Connection (RFC 9111 §3.2):
 //
 //   - Content-Length: excepted by §3.2 itself;
 //   - Proxy-Authentication-Info: excepted from storage (§3.1);
@@ -40,7 +40,7 @@ func UpdateStoredHeader(stored, notModified http.Header) http.Header {
 	skip := ConnectionFields(notModified)
 	for k, vv := range notModified {
 		k = http.CanonicalHeaderKey(k)
-		if len(vv) == 0 || notUpdated[k] || contains(HopByHop, k) || contains(skip, k) {
+		if len(vv) == 0 || notUpdated[k] || contains(hopByHop[:], k) || contains(skip, k) {
 			continue
 		}
 		out[k] = append([]string(nil), vv...)

@@ -232,9 +232,7 @@ func (p *Proxy) fetchInBackground(f *fill) {
 	for k, v := range f.reqHeader {
 		out.Header[k] = v
 	}
-	for _, k := range policy.HopByHop {
-		out.Header.Del(k)
-	}
+	policy.RemoveHopByHop(out.Header)
 	out.Header.Add("Via", via(1, 1))
 	if ae := policy.AcceptEncodingBucket(f.reqHeader); ae != "" {
 		out.Header.Set("Accept-Encoding", ae)
