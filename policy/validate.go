@@ -154,17 +154,3 @@ func scanEntityTag(s string) (opaque string, weak bool, n int) {
 	}
 	return "", false, 0
 }
-
-// Invalidates reports whether a response to method with status invalidates
-// the stored responses for its target URI (RFC 9111 §4.4): the method is
-// unsafe or of unknown safety, i.e. not GET, HEAD, OPTIONS or TRACE (method
-// names are case-sensitive, RFC 9110 §9.1), and the status is non-error
-// (2xx or 3xx). The same may be applied to Location and Content-Location when
-// they share the target's origin; that is the caller's choice.
-func Invalidates(method string, status int) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return status >= 200 && status < 400
-}

@@ -126,32 +126,3 @@ func TestNotModified(t *testing.T) {
 		})
 	}
 }
-
-func TestInvalidates(t *testing.T) {
-	tests := []struct {
-		name   string
-		method string
-		status int
-		want   bool
-	}{
-		{"§4.4 POST 200", "POST", 200, true},
-		{"§4.4 PUT 204", "PUT", 204, true},
-		{"§4.4 PATCH 302", "PATCH", 302, true},
-		{"§4.4 DELETE 404 is an error", "DELETE", 404, false},
-		{"§4.4 POST 500 is an error", "POST", 500, false},
-		{"§4.4 POST 1xx is not a non-error final status", "POST", 103, false},
-		{"§4.4 unknown method: safety unknown", "PURGE", 200, true},
-		{"RFC 9110 §9.1 methods are case-sensitive: 'get' is unknown", "get", 200, true},
-		{"§4.4 GET is safe", "GET", 200, false},
-		{"§4.4 HEAD is safe", "HEAD", 200, false},
-		{"§4.4 OPTIONS is safe", "OPTIONS", 200, false},
-		{"§4.4 TRACE is safe", "TRACE", 200, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Invalidates(tt.method, tt.status); got != tt.want {
-				t.Errorf("Invalidates(%q, %d) = %v; want %v", tt.method, tt.status, got, tt.want)
-			}
-		})
-	}
-}
