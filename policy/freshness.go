@@ -130,9 +130,18 @@ func InitialAge(respHdr http.Header, requestTime, responseTime time.Time) time.D
 	return max(apparent, corrected)
 }
 
-// CurrentAge returns current_age (RFC 9111 §4.2.3): initialAge plus the time
-// the response has been resident since responseTime. It is never negative,
-// even if the clock went backwards.
+// CurrentAge returns current_age (RFC 9111 §4.2.3): initialAge (the
+// corrected_initial_age from [InitialAge]) plus resident_time, the time from
+// responseTime, when the response was received and stored, to now. It is
+// never negative, even if the clock went backwards, and saturates instead of
+// overflowing. It does not allocate, so it suits the hit path. An entry that
+// keeps the initial age in whole seconds and the receipt time in Unix
+// nanoseconds passes
+//
+//	CurrentAge(time.Duration(initialAgeSeconds)*time.Second, time.Unix(0, storedNanos), now)
+//
+// where now is the caller's clock reading; a time without a monotonic
+// reading, such as time.Unix's, is compared by wall clock.
 func CurrentAge(initialAge time.Duration, responseTime, now time.Time) time.Duration {
 	resident := max(now.Sub(responseTime), 0)
 	initialAge = max(initialAge, 0)

@@ -171,6 +171,22 @@ func TestCurrentAge(t *testing.T) {
 	}
 }
 
+func TestCurrentAgeFromStoredFields(t *testing.T) {
+	// The way the proxy calls it: seconds and Unix nanoseconds from an entry,
+	// a monotonic now.
+	initialSeconds, stored := int64(7), t0.UnixNano()
+	now := time.Unix(0, stored).Add(3 * time.Second)
+	if got := CurrentAge(time.Duration(initialSeconds)*time.Second, time.Unix(0, stored), now); got != 10*time.Second {
+		t.Errorf("CurrentAge = %v; want 10s", got)
+	}
+	wall := time.Now()
+	if n := testing.AllocsPerRun(100, func() {
+		CurrentAge(time.Duration(initialSeconds)*time.Second, time.Unix(0, stored), wall)
+	}); n != 0 {
+		t.Errorf("CurrentAge allocates %v times; want 0", n)
+	}
+}
+
 func TestEvaluate(t *testing.T) {
 	const s = time.Second
 	fresh60 := Freshness{Lifetime: 60 * s}

@@ -28,6 +28,12 @@ func TestUpdateStoredHeader(t *testing.T) {
 		{"§3.2 every line of a field is replaced",
 			hdr("Link", "<a>", "Link", "<b>"), hdr("Link", "<c>"), hdr("Link", "<c>")},
 		{"§3.2 nil stored header", nil, hdr("Etag", `"a"`), hdr("Etag", `"a"`)},
+		{"§3.1 a 304's Set-Cookie and Set-Cookie2 are never merged",
+			hdr("Etag", `"a"`),
+			hdr("Set-Cookie", "session=alice", "Set-Cookie2", "b=2", "Etag", `"a"`),
+			hdr("Etag", `"a"`)},
+		{"§3.1 a stored Set-Cookie is kept, not replaced by the 304's",
+			hdr("Set-Cookie", "shared=1"), hdr("Set-Cookie", "session=alice"), hdr("Set-Cookie", "shared=1")},
 		{"§3.2 non-canonical key in the 304 is canonicalized",
 			hdr("Cache-Control", "max-age=1"), http.Header{"cache-control": {"max-age=2"}}, hdr("Cache-Control", "max-age=2")},
 	}
@@ -53,6 +59,31 @@ func TestUpdateStoredHeader(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUpdateStoredHeaderPerUserFields is the 304 of a revalidation made for
+// one user: the merge drops its cookie, and Storable on the merged header
+// refuses to store it.
+func TestUpdateStoredHeaderPerUserFields(t *testing.T) {
+	stored := hdr("Cache-Control", "max-age=1", "Etag", `"v1"`, "Content-Type", "text/plain", "Surrogate-Key", "public-tag")
+	notModified := hdr("Set-Cookie", "session=alice-renewed; HttpOnly", "Cache-Control", "private", "Cache-Control", "no-store",
+		"Surrogate-Key", "internal-tag", "Etag", `"v1"`, "Date", date(t0))
+	got := UpdateStoredHeader(stored, notModified)
+	want := hdr("Cache-Control", "private", "Cache-Control", "no-store", "Etag", `"v1"`, "Content-Type", "text/plain",
+		"Surrogate-Key", "internal-tag", "Date", date(t0))
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("UpdateStoredHeader = %v; want %v", got, want)
+	}
+	if ok, reason := Storable(http.MethodGet, hdr("Cookie", "session=alice"), 200, got, DefaultOptions()); ok || reason != ReasonNoStore {
+		t.Errorf("Storable(merged) = %v, %v; want false, %v", ok, reason, ReasonNoStore)
+	}
+	onlyPrivate := UpdateStoredHeader(stored, hdr("Cache-Control", "private", "Set-Cookie", "a=b"))
+	if ok, reason := Storable(http.MethodGet, http.Header{}, 200, onlyPrivate, DefaultOptions()); ok || reason != ReasonPrivate {
+		t.Errorf("Storable(merged private) = %v, %v; want false, %v", ok, reason, ReasonPrivate)
+	}
+	if _, ok := onlyPrivate["Set-Cookie"]; ok {
+		t.Errorf("merged header has Set-Cookie %q; want none", onlyPrivate["Set-Cookie"])
 	}
 }
 
