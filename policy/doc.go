@@ -32,5 +32,7 @@
 // decisions whenever one of them is present and valid; see [ResponseDirectives].
 //
 // Every function is safe for concurrent use: none keeps state. Header maps
-// passed in are read, never modified, and never retained after return.
+// passed in are never retained after return, and only read, except by
+// [RemoveHopByHop] and [StripConditionals], whose job is to delete fields
+// from the header they are given.
 package policy
