@@ -98,6 +98,17 @@ type Cache struct {
 	// queries (GraphQL, search) cached like GETs, keyed by the URL and a
 	// hash of the request body. Empty: POST is never cached.
 	PostPaths []string `yaml:"post_paths"`
+	// UnkeyedHeaders lists request header fields that are not part of the
+	// cache key and are stripped from every request forwarded upstream, so
+	// that a client cannot make the origin vary a response on something the
+	// key does not hold (X-Forwarded-Port, X-Original-URL, ...). Names are
+	// header field names, matched case-insensitively.
+	UnkeyedHeaders []string `yaml:"unkeyed_headers"`
+	// MaxInflight is the most concurrent upstream fills that buffer a body
+	// for the cache; past it, responses stream through to the client
+	// uncached. It bounds the memory that bodies being filled can take on
+	// top of MaxMemory (each up to MaxObjectSize).
+	MaxInflight int `yaml:"max_inflight"`
 }
 
 // UpstreamTimeouts configures the connection pool to the upstream.
@@ -138,7 +149,11 @@ type Log struct {
 }
 
 // Default returns the built-in configuration. It is complete except for
-// Upstream, which has no sensible default.
+// Upstream, which has no sensible default, and it is the one place where
+// defaults live: every value the proxy, the policy and the servers need is
+// set here, so that the packages main configures need not (and should not)
+// default anything themselves. Each call returns a new value with its own
+// slices.
 func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
@@ -153,6 +168,11 @@ func Default() Config {
 			TagHeader:            "Surrogate-Key",
 			PostPaths:            []string{},
 			Keep:                 Duration(10 * time.Minute),
+			UnkeyedHeaders: []string{
+				"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
+				"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+			},
+			MaxInflight: 64,
 		},
 		UpstreamTimeouts: UpstreamTimeouts{
 			Dial:                Duration(5 * time.Second),

@@ -236,6 +236,8 @@ log: {level: debug, format: json}
 		TagHeader:            "Surrogate-Key",
 		PostPaths:            []string{},
 		Keep:                 Duration(10 * time.Minute),
+		UnkeyedHeaders:       Default().Cache.UnkeyedHeaders,
+		MaxInflight:          64,
 	}
 	want.UpstreamTimeouts.Idle = Duration(45 * time.Second)
 	want.Server.MaxHeaderBytes = 64 * KiB
@@ -270,6 +272,8 @@ func TestSet(t *testing.T) {
 		{"cache.cache_set_cookie", "true"},
 		{"cache.targeted_cache_control", "A-Cache-Control, B-Cache-Control"},
 		{"server.write_timeout", "5m"},
+		{"cache.unkeyed_headers", "X-Host, X-Original-URL"},
+		{"cache.max_inflight", "8"},
 	} {
 		if err := c.Set(s.field, s.value, "flag -x"); err != nil {
 			t.Fatalf("Set(%q, %q): %v", s.field, s.value, err)
@@ -277,7 +281,8 @@ func TestSet(t *testing.T) {
 	}
 	if c.Listen != ":9000" || c.Upstream != "http://a:1" || c.Cache.MaxMemory != GiB || c.Cache.HeuristicFraction != 0.5 ||
 		!c.Cache.CacheSetCookie || !reflect.DeepEqual(c.Cache.TargetedCacheControl, []string{"A-Cache-Control", "B-Cache-Control"}) ||
-		c.Server.WriteTimeout != Duration(5*time.Minute) {
+		c.Server.WriteTimeout != Duration(5*time.Minute) ||
+		!reflect.DeepEqual(c.Cache.UnkeyedHeaders, []string{"X-Host", "X-Original-URL"}) || c.Cache.MaxInflight != 8 {
 		t.Fatalf("after Set: %+v", c)
 	}
 
@@ -285,6 +290,7 @@ func TestSet(t *testing.T) {
 		{"cache.max_memory", "12XB", `flag -max-memory: cache.max_memory: "12XB" is not a size (want e.g. 512MiB)`},
 		{"cache.max_memroy", "1GiB", `flag -max-memory: cache.max_memroy: unknown field`},
 		{"cache.cache_set_cookie", "maybe", `flag -max-memory: cache.cache_set_cookie: want true or false, got "maybe"`},
+		{"cache.max_inflight", "many", `flag -max-memory: cache.max_inflight: want an integer, got "many"`},
 		{"cache", "1GiB", `flag -max-memory: cache: want a mapping of settings, got "1GiB"`},
 		{"listen.port", "1", `flag -max-memory: listen.port: unknown field`},
 	}

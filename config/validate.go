@@ -70,16 +70,10 @@ func (c Config) Validate() error {
 	if cc.TagHeader != "" && !isToken(cc.TagHeader) {
 		v.fail("cache.tag_header", "%s is not a header field name", quote(cc.TagHeader))
 	}
-	seen := make(map[string]bool)
-	for i, name := range cc.TargetedCacheControl {
-		field := fmt.Sprintf("cache.targeted_cache_control[%d]", i)
-		switch {
-		case !isToken(name):
-			v.fail(field, "%s is not a header field name", quote(name))
-		case seen[strings.ToLower(name)]:
-			v.fail(field, "%s is listed twice", quote(name))
-		}
-		seen[strings.ToLower(name)] = true
+	v.headerNames("cache.targeted_cache_control", cc.TargetedCacheControl)
+	v.headerNames("cache.unkeyed_headers", cc.UnkeyedHeaders)
+	if cc.MaxInflight < 1 {
+		v.fail("cache.max_inflight", "%d: want 1 or more (concurrent fills that buffer a body for the cache)", cc.MaxInflight)
 	}
 
 	// Zero would not mean "no limit" here: the proxy reads 0 as "use the
@@ -124,28 +118,24 @@ func (c Config) AccessLogEvery() int {
 	return 0
 }
 
-// Reloadable lists the fields a running process applies on reload (SIGHUP).
+// Reloadable lists, as dotted YAML paths, the fields a running process
+// applies on reload (SIGHUP). It is the only list of them: [RestartFields]
+// derives everything else from it, so making a setting reloadable means
+// adding its path here (and applying it in the reload code). Read-only.
 var Reloadable = []string{"log.level", "log.access", "log.access_sample", "admin.token", "cache.grace", "cache.keep"}
 
 // RestartFields returns the dotted paths of the fields that differ between
-// a and b and only take effect after a restart (everything not in
-// [Reloadable]).
+// a and b and only take effect after a restart: every field not named in
+// [Reloadable]. A path in Reloadable that names no field is ignored.
 func RestartFields(a, b Config) []string {
-	for _, f := range Reloadable {
-		switch f {
-		case "log.level":
-			b.Log.Level = a.Log.Level
-		case "log.access":
-			b.Log.Access = a.Log.Access
-		case "log.access_sample":
-			b.Log.AccessSample = a.Log.AccessSample
-		case "admin.token":
-			b.Admin.Token = a.Admin.Token
-		case "cache.grace":
-			b.Cache.Grace = a.Cache.Grace
-		case "cache.keep":
-			b.Cache.Keep = a.Cache.Keep
+	av, bv := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for _, path := range Reloadable {
+		af, ok := fieldByPath(av, path)
+		if !ok {
+			continue
 		}
+		bf, _ := fieldByPath(bv, path)
+		bf.Set(af) // b is this call's copy: reloadable fields never differ
 	}
 	var out []string
 	diff(reflect.ValueOf(a), reflect.ValueOf(b), "", &out)
@@ -239,6 +229,22 @@ func (v *checker) addr(field, addr string) {
 	}
 	if strings.ContainsAny(host, " /") {
 		v.fail(field, "%s: %s is not a host name or IP address", quote(addr), quote(host))
+	}
+}
+
+// headerNames checks that every element of list, the field at path, is a
+// header field name listed once (compared case-insensitively).
+func (v *checker) headerNames(path string, list []string) {
+	seen := make(map[string]bool)
+	for i, name := range list {
+		field := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case !isToken(name):
+			v.fail(field, "%s is not a header field name", quote(name))
+		case seen[strings.ToLower(name)]:
+			v.fail(field, "%s is listed twice", quote(name))
+		}
+		seen[strings.ToLower(name)] = true
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,18 @@ var validateTests = []struct {
 		`log.level: "verbose" is not one of debug, info, warn, error`},
 	{"log format", func(c *Config) { c.Log.Format = "xml" },
 		`log.format: "xml" is not one of text, json`},
+	{"no unkeyed headers", func(c *Config) { c.Cache.UnkeyedHeaders = nil }, ""},
+	{"unkeyed header not a field name", func(c *Config) { c.Cache.UnkeyedHeaders = []string{"X-Host", "X Host:"} },
+		`cache.unkeyed_headers[1]: "X Host:" is not a header field name`},
+	{"unkeyed header listed twice", func(c *Config) { c.Cache.UnkeyedHeaders = []string{"X-Host", "x-host"} },
+		`cache.unkeyed_headers[1]: "x-host" is listed twice`},
+	{"unkeyed header empty", func(c *Config) { c.Cache.UnkeyedHeaders = []string{""} },
+		`cache.unkeyed_headers[0]: "" is not a header field name`},
+	{"max_inflight 1", func(c *Config) { c.Cache.MaxInflight = 1 }, ""},
+	{"max_inflight 0", func(c *Config) { c.Cache.MaxInflight = 0 },
+		`cache.max_inflight: 0: want 1 or more (concurrent fills that buffer a body for the cache)`},
+	{"max_inflight negative", func(c *Config) { c.Cache.MaxInflight = -5 },
+		`cache.max_inflight: -5: want 1 or more (concurrent fills that buffer a body for the cache)`},
 	{"several at once", func(c *Config) { c.Upstream = ""; c.Log.Level = "INFO"; c.Log.Format = "" },
 		"upstream: required: the origin to cache, e.g. http://127.0.0.1:3000 (or run with -demo)\n" +
 			`log.level: "INFO" is not one of debug, info, warn, error` + "\n" +
@@ -172,6 +185,11 @@ func TestRestartFields(t *testing.T) {
 			c.Log.Level, c.Cache.Grace, c.Admin.Token, c.Log.Access = "debug", Duration(time.Minute), "t", "on"
 		}, nil},
 		{"listen and max_memory", func(c *Config) { c.Listen, c.Cache.MaxMemory = ":1", GiB }, []string{"listen", "cache.max_memory"}},
+		{"every reloadable field with a restart field", func(c *Config) {
+			c.Log.Level, c.Log.Access, c.Log.AccessSample, c.Admin.Token = "debug", "sampled", 7, "t"
+			c.Cache.Grace, c.Cache.Keep, c.Cache.MaxInflight = Duration(time.Minute), 0, 1
+		}, []string{"cache.max_inflight"}},
+		{"a list field", func(c *Config) { c.Cache.UnkeyedHeaders = []string{"X-Host"} }, []string{"cache.unkeyed_headers"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,5 +199,38 @@ func TestRestartFields(t *testing.T) {
 				t.Errorf("got %v; want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReloadableIsTheOnlyList checks that adding a path to Reloadable is all
+// RestartFields needs to stop reporting that field.
+func TestReloadableIsTheOnlyList(t *testing.T) {
+	a, b := Default(), Default()
+	b.Cache.MaxInflight, b.Cache.UnkeyedHeaders, b.UpstreamTimeouts.Dial = 1, nil, Duration(time.Second)
+	want := []string{"cache.unkeyed_headers", "cache.max_inflight", "upstream_timeouts.dial"}
+	if got := RestartFields(a, b); !reflect.DeepEqual(got, want) {
+		t.Fatalf("RestartFields = %v; want %v", got, want)
+	}
+	saved := Reloadable
+	t.Cleanup(func() { Reloadable = saved })
+	Reloadable = append(slices.Clone(saved), "cache.max_inflight", "cache.unkeyed_headers", "upstream_timeouts.dial", "no.such.field")
+	if got := RestartFields(a, b); got != nil {
+		t.Errorf("RestartFields with the paths made reloadable = %v; want none", got)
+	}
+}
+
+// TestReloadablePathsExist checks that every path in Reloadable names a
+// setting, so a typo cannot silently make a field need a restart.
+func TestReloadablePathsExist(t *testing.T) {
+	c := Default()
+	for _, path := range Reloadable {
+		f, ok := fieldByPath(reflect.ValueOf(&c).Elem(), path)
+		if !ok {
+			t.Errorf("Reloadable path %q names no field", path)
+			continue
+		}
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[Duration]() && f.Type() != reflect.TypeFor[Size]() {
+			t.Errorf("Reloadable path %q names a section, not a setting", path)
+		}
 	}
 }

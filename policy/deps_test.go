@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// TestNoProjectImports keeps the package graph honest: policy is pure logic
-// and imports nothing else from dedupcache, so that it can be tested and
-// fuzzed alone and never grows I/O.
+// TestNoProjectImports keeps the package graph honest: policy is pure HTTP
+// caching logic (header values and times in, decisions out, no I/O), so it
+// may import the standard library only and nothing else from dedupcache;
+// the packages that do I/O import it, never the reverse.
 func TestNoProjectImports(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {

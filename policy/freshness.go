@@ -39,9 +39,13 @@ type Freshness struct {
 //
 // Expires counts only when no s-maxage or max-age is present and no targeted
 // field is in use (RFC 9213 §2.2). Its lifetime is Expires - Date, with
-// responseTime standing in for a missing or invalid Date (RFC 9110 §6.6.1); an
-// invalid Expires (e.g. "0"), an Expires before Date, or several Expires lines
-// that disagree all give 0 (§5.3, §4.2.1). Without explicit expiration, a
+// responseTime standing in for a missing or invalid Date (RFC 9110 §6.6.1).
+// Dates are read strictly with [ParseHTTPDate]. An Expires that is not a
+// valid HTTP-date (e.g. "0", or "Sun, 06 Nov 1994 8:49:37 GMT") means
+// "already expired" and gives 0 (§5.3), as does an Expires before Date.
+// Several Expires field lines are treated as invalid, so stale, unless they
+// are identical: §4.2.1 lets a cache either use the first occurrence or
+// consider the response stale, and identical lines read the same either way. Without explicit expiration, a
 // heuristically cacheable or public response with a Last-Modified before
 // Date gets opt.HeuristicFraction of (Date - Last-Modified), capped at
 // opt.HeuristicMax (§4.2.2).
@@ -73,7 +77,7 @@ func ResponseFreshness(status int, respHdr http.Header, responseTime time.Time, 
 				return f // disagreeing Expires lines: stale
 			}
 		}
-		if t, err := http.ParseTime(expires[0]); err == nil && t.After(date) {
+		if t, ok := ParseHTTPDate(expires[0]); ok && t.After(date) {
 			f.Lifetime = t.Sub(date)
 		}
 	case opt.HeuristicMax > 0 && opt.HeuristicFraction > 0 && (heuristicallyCacheable[status] || cc.Public):
@@ -86,17 +90,6 @@ func ResponseFreshness(status int, respHdr http.Header, responseTime time.Time, 
 		}
 	}
 	return f
-}
-
-// httpDate parses the first line of field name as an HTTP-date (RFC 9110
-// §5.6.7), accepting the three formats of http.ParseTime.
-func httpDate(h http.Header, name string) (time.Time, bool) {
-	v := h.Values(name)
-	if len(v) == 0 {
-		return time.Time{}, false
-	}
-	t, err := http.ParseTime(v[0])
-	return t, err == nil
 }
 
 // seconds converts whole seconds to a Duration, saturating instead of
@@ -137,9 +130,18 @@ func InitialAge(respHdr http.Header, requestTime, responseTime time.Time) time.D
 	return max(apparent, corrected)
 }
 
-// CurrentAge returns current_age (RFC 9111 §4.2.3): initialAge plus the time
-// the response has been resident since responseTime. It is never negative,
-// even if the clock went backwards.
+// CurrentAge returns current_age (RFC 9111 §4.2.3): initialAge (the
+// corrected_initial_age from [InitialAge]) plus resident_time, the time from
+// responseTime, when the response was received and stored, to now. It is
+// never negative, even if the clock went backwards, and saturates instead of
+// overflowing. It does not allocate, so it suits the hit path. An entry that
+// keeps the initial age in whole seconds and the receipt time in Unix
+// nanoseconds passes
+//
+//	CurrentAge(time.Duration(initialAgeSeconds)*time.Second, time.Unix(0, storedNanos), now)
+//
+// where now is the caller's clock reading; a time without a monotonic
+// reading, such as time.Unix's, is compared by wall clock.
 func CurrentAge(initialAge time.Duration, responseTime, now time.Time) time.Duration {
 	resident := max(now.Sub(responseTime), 0)
 	initialAge = max(initialAge, 0)

@@ -42,6 +42,26 @@ func TestResponseFreshness(t *testing.T) {
 			hdr("Date", "yesterday", "Expires", date(received.Add(30*time.Minute))), nil, Freshness{Lifetime: 30 * time.Minute}},
 		{"§5.3 invalid Expires (\"0\") is already expired, no heuristic", 200,
 			hdr("Date", date(t0), "Expires", "0", "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{}},
+		{"§5.3 Expires with a one-digit hour is not an HTTP-date: expired", 200,
+			hdr("Date", date(t0), "Expires", "Tue, 02 Jan 2024 9:00:00 GMT", "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{}},
+		{"§5.3 Expires with lowercase gmt: expired", 200,
+			hdr("Date", date(t0), "Expires", "Mon, 01 Jan 2024 13:00:00 gmt"), nil, Freshness{}},
+		{"§5.3 Expires with a wrong day name: expired", 200,
+			hdr("Date", date(t0), "Expires", "Tue, 01 Jan 2024 13:00:00 GMT"), nil, Freshness{}},
+		{"§5.3 Expires with trailing garbage: expired", 200,
+			hdr("Date", date(t0), "Expires", date(t0.Add(time.Hour))+" x"), nil, Freshness{}},
+		{"§5.3 invalid Expires: max-age takes precedence", 200,
+			hdr("Cache-Control", "max-age=60", "Date", date(t0), "Expires", "0"), nil, Freshness{Lifetime: 60 * time.Second}},
+		{"§5.3 invalid Expires: s-maxage takes precedence", 200,
+			hdr("Cache-Control", "s-maxage=60", "Date", date(t0), "Expires", "-1"), nil, Freshness{Lifetime: 60 * time.Second, MustRevalidate: true}},
+		{"RFC 9110 §5.6.7 Expires in the RFC 850 format", 200,
+			hdr("Date", date(t0), "Expires", "Monday, 01-Jan-24 13:00:00 GMT"), nil, Freshness{Lifetime: time.Hour}},
+		{"RFC 9110 §5.6.7 Expires in the asctime format", 200,
+			hdr("Date", date(t0), "Expires", "Mon Jan  1 13:00:00 2024"), nil, Freshness{Lifetime: time.Hour}},
+		{"RFC 9110 §6.6.1 Date with a one-digit hour is invalid: the receipt time stands in", 200,
+			hdr("Date", "Mon, 01 Jan 2024 1:00:00 GMT", "Expires", date(received.Add(30*time.Minute))), nil, Freshness{Lifetime: 30 * time.Minute}},
+		{"§4.2.2 Last-Modified that is not an HTTP-date: no heuristic", 200,
+			hdr("Date", date(t0), "Last-Modified", "Mon, 01 Jan 2024 2:00:00 GMT"), nil, Freshness{}},
 		{"§5.3 Expires before Date", 200,
 			hdr("Date", date(t0), "Expires", date(t0.Add(-time.Hour))), nil, Freshness{}},
 		{"§4.2.1 Expires lines that disagree: stale", 200,
@@ -56,6 +76,10 @@ func TestResponseFreshness(t *testing.T) {
 			hdr("Date", date(t0), "Last-Modified", date(t0.Add(-10*time.Hour))), &noHeuristic, Freshness{}},
 		{"§4.2.2 no heuristic for a status not heuristically cacheable", 302,
 			hdr("Date", date(t0), "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{}},
+		{"§4.2.2 no heuristic for an unknown status", 299,
+			hdr("Date", date(t0), "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{}},
+		{"§5.2.2.9 public on an unknown status allows a heuristic", 599,
+			hdr("Cache-Control", "public", "Date", date(t0), "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{Lifetime: time.Hour, Heuristic: true}},
 		{"§4.2.2 public makes any status heuristically cacheable", 302,
 			hdr("Cache-Control", "public", "Date", date(t0), "Last-Modified", date(t0.Add(-10*time.Hour))), nil, Freshness{Lifetime: time.Hour, Heuristic: true}},
 		{"§4.2.2 no heuristic with explicit freshness", 200,
@@ -144,6 +168,22 @@ func TestCurrentAge(t *testing.T) {
 				t.Errorf("CurrentAge = %v; want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCurrentAgeFromStoredFields(t *testing.T) {
+	// The way the proxy calls it: seconds and Unix nanoseconds from an entry,
+	// a monotonic now.
+	initialSeconds, stored := int64(7), t0.UnixNano()
+	now := time.Unix(0, stored).Add(3 * time.Second)
+	if got := CurrentAge(time.Duration(initialSeconds)*time.Second, time.Unix(0, stored), now); got != 10*time.Second {
+		t.Errorf("CurrentAge = %v; want 10s", got)
+	}
+	wall := time.Now()
+	if n := testing.AllocsPerRun(100, func() {
+		CurrentAge(time.Duration(initialSeconds)*time.Second, time.Unix(0, stored), wall)
+	}); n != 0 {
+		t.Errorf("CurrentAge allocates %v times; want 0", n)
 	}
 }
 

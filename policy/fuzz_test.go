@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // checkCacheControl fails t if c breaks the invariants every parse result keeps.
@@ -143,6 +144,39 @@ func FuzzVaryKey(f *testing.F) {
 		}
 		if bucket := AcceptEncodingBucket(two); bucket != "br" && bucket != "gzip" && bucket != "identity" {
 			t.Fatalf("bucket %q", bucket)
+		}
+	})
+}
+
+func FuzzParseHTTPDate(f *testing.F) {
+	for _, s := range []string{
+		"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+		"Sun Nov 06 08:49:37 1994", "Sat, 31 Dec 2016 23:59:60 GMT", "Thu, 29 Feb 2024 12:00:00 GMT",
+		"Wednesday, 31-Dec-69 23:59:59 GMT", "0", "", "Sun, 06 Nov 1994 8:49:37 GMT ", "Sun, 06 Nov 1994 08:49:37 gmt",
+		"Mon, 06 Nov 1994 08:49:37 GMT", "Wed, 00 Jan 0000 00:00:00 GMT", "Wednesday,", "Sun Nov 6  08:49:37 1994",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := ParseHTTPDate(s)
+		if !ok {
+			if !got.IsZero() {
+				t.Fatalf("ParseHTTPDate(%q) = %v with ok false; want the zero time", s, got)
+			}
+			return
+		}
+		if got.Location() != time.UTC {
+			t.Fatalf("ParseHTTPDate(%q) in %v; want UTC", s, got.Location())
+		}
+		// Every accepted date has an IMF-fixdate form, which parses back to
+		// it; an accepted IMF-fixdate is already that form, except for a
+		// leap second, which reads as the next minute.
+		imf := got.Format(http.TimeFormat)
+		if back, ok := ParseHTTPDate(imf); !ok || !back.Equal(got) {
+			t.Fatalf("ParseHTTPDate(%q) = %v; its form %q reads back as %v, %v", s, got, imf, back, ok)
+		}
+		if len(s) == len(http.TimeFormat) && s[3] == ',' && imf != s && s[23:25] != "60" {
+			t.Fatalf("ParseHTTPDate(%q) = %v, formatted %q", s, got, imf)
 		}
 	})
 }

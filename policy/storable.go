@@ -51,7 +51,7 @@ const (
 	ReasonOK             Reason = iota // storable
 	ReasonMethod                       // request method other than GET
 	ReasonRequestNoStore               // request carried no-store (§5.2.1.5)
-	ReasonStatus                       // status code not final or not understood by this cache (§3)
+	ReasonStatus                       // status not final, 206 or 304; or not understood and without explicit permission (§3)
 	ReasonNoStore                      // response no-store (§5.2.2.5)
 	ReasonMustUnderstand               // must-understand on a status this cache does not understand (§5.2.2.3)
 	ReasonPrivate                      // unqualified private (§5.2.2.7)
@@ -113,7 +113,9 @@ var heuristicallyCacheable = map[int]bool{
 // behaviour this cache implements (RFC 9111 §3 "understood"): the
 // heuristically cacheable ones, plus those it stores only with explicit
 // freshness. 206 and 304 are absent (no partial content; 304 only updates),
-// as are 401 and 407 (challenges) and 1xx.
+// as are 401 and 407 (challenges) and 1xx. Under must-understand only these
+// are stored (§5.2.2.3); without it, [Storable] also stores other final
+// statuses that carry explicit permission (§3).
 var understoodStatus = map[int]bool{
 	200: true, 203: true, 204: true, 300: true, 301: true, 302: true, 303: true, 307: true, 308: true,
 	400: true, 403: true, 404: true, 405: true, 410: true, 414: true, 451: true,
@@ -127,14 +129,22 @@ var understoodStatus = map[int]bool{
 // Only GET responses are stored. HEAD responses are not: they carry no body,
 // so they could not answer a later GET, and a HEAD is answered from a stored
 // GET response instead. Not stored either: a request with no-store; a status
-// outside the understood set (non-final, 206, 304, ...; reported as
-// [ReasonMustUnderstand] under must-understand); no-store (ignored under
-// must-understand, which only the understood statuses reach, §5.2.2.3);
+// that is not final (1xx, or outside 100-599), 206 or 304, which this cache
+// handles apart ([ReasonStatus]); under must-understand, any status outside
+// the understood set ([ReasonMustUnderstand], §5.2.2.3); no-store (ignored
+// under must-understand, which only the understood statuses reach);
 // unqualified private; a request with Authorization unless the response has
 // public, must-revalidate or s-maxage (§3.5); Vary: * (§4.1); Set-Cookie
 // unless opt.CacheSetCookie or the qualified private/no-cache lists it; and a
-// response that has neither explicit freshness (public, max-age, s-maxage,
-// Expires) nor a heuristically cacheable status.
+// response that has neither explicit permission (public, max-age, s-maxage,
+// Expires, even an invalid one) nor a heuristically cacheable status: a
+// status this cache does not understand (e.g. 299, 418, 599) is then
+// reported as [ReasonStatus], an understood one (e.g. 302) as
+// [ReasonNoFreshness]. §3 only requires understanding the status for 206,
+// 304 and must-understand; any other final status with explicit permission
+// is stored. Heuristic freshness still applies only to heuristically
+// cacheable statuses and public responses (§4.2.2, §5.2.2.9): see
+// [ResponseFreshness].
 //
 // A storable response may still be stale at once (no freshness information
 // and no Last-Modified); §3 allows storing it, and the caller may choose not
@@ -148,11 +158,15 @@ func Storable(method string, reqHdr http.Header, status int, respHdr http.Header
 		return false, ReasonRequestNoStore
 	}
 	cc, targeted := directives(respHdr, opt)
-	if !understoodStatus[status] {
+	understood := understoodStatus[status]
+	switch {
+	case status < 200 || status > 599 || status == http.StatusPartialContent || status == http.StatusNotModified:
 		if cc.MustUnderstand {
 			return false, ReasonMustUnderstand
 		}
 		return false, ReasonStatus
+	case cc.MustUnderstand && !understood:
+		return false, ReasonMustUnderstand
 	}
 	if cc.NoStore && !cc.MustUnderstand {
 		return false, ReasonNoStore
@@ -172,17 +186,21 @@ func Storable(method string, reqHdr http.Header, status int, respHdr http.Header
 	}
 	explicit := cc.Public || cc.MaxAge >= 0 || cc.SMaxAge >= 0 ||
 		(targeted < 0 && len(respHdr.Values("Expires")) > 0)
-	if !explicit && !heuristicallyCacheable[status] {
-		return false, ReasonNoFreshness
+	switch {
+	case explicit || heuristicallyCacheable[status]:
+		return true, ReasonOK
+	case !understood:
+		return false, ReasonStatus
 	}
-	return true, ReasonOK
+	return false, ReasonNoFreshness
 }
 
-// HopByHop lists the hop-by-hop header fields, in canonical form, that a
+// hopByHop lists the hop-by-hop header fields, in canonical form, that a
 // proxy removes before forwarding a message (RFC 9110 §7.6.1) and a cache
 // therefore never stores (RFC 9111 §3.1). Fields named in Connection are
-// hop-by-hop too: see [ConnectionFields]. Read-only.
-var HopByHop = []string{
+// hop-by-hop too: see [ConnectionFields]. Unexported so that no caller can
+// change it; [RemoveHopByHop] and [StripFields] apply it.
+var hopByHop = [...]string{
 	"Connection",
 	"Keep-Alive",
 	"Proxy-Connection", // non-standard, still sent by some clients
@@ -192,6 +210,26 @@ var HopByHop = []string{
 	"Trailer",
 	"Transfer-Encoding",
 	"Upgrade",
+}
+
+// RemoveHopByHop deletes from h the hop-by-hop fields a proxy must not
+// forward (RFC 9110 §7.6.1): every field named in h's Connection field
+// lines, then Connection, Keep-Alive, Proxy-Connection, Proxy-Authenticate,
+// Proxy-Authorization, TE, Trailer, Transfer-Encoding and Upgrade. h is
+// expected with canonical keys, as net/http builds it; it is modified in
+// place. A caller that forwards an upgrade or asks for trailers ("TE:
+// trailers") re-adds what it needs afterwards.
+func RemoveHopByHop(h http.Header) {
+	for _, line := range h["Connection"] {
+		for name := range strings.SplitSeq(line, ",") {
+			if name = trimOWS(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		delete(h, name)
+	}
 }
 
 // ConnectionFields returns the field names listed in h's Connection field
@@ -217,7 +255,7 @@ func ConnectionFields(h http.Header) []string {
 //     subsequent response"; stripping them at store time does exactly that,
 //     so a qualified no-cache does not force revalidation of every use
 //     (unlike the unqualified form, see [Freshness.NoCache]);
-//   - [HopByHop] fields, the fields named in Connection, and
+//   - the hop-by-hop fields of [RemoveHopByHop], the fields named in Connection, and
 //     Proxy-Authentication-Info (§3.1).
 //
 // Call it again on the header produced by [UpdateStoredHeader].
@@ -233,7 +271,7 @@ func StripFields(respHdr http.Header, opt Options) []string {
 	}
 	add(cc.PrivateFields)
 	add(cc.NoCacheFields)
-	add(HopByHop)
+	add(hopByHop[:])
 	add(ConnectionFields(respHdr))
 	add([]string{"Proxy-Authentication-Info"})
 	return out

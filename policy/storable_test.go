@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -27,7 +28,25 @@ func TestStorable(t *testing.T) {
 		{"§3 206 not understood here", "GET", nil, 206, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
 		{"§3 304 not stored", "GET", nil, 304, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
 		{"§3 1xx is not final", "GET", nil, 103, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
-		{"§3 status not understood, even with max-age", "GET", nil, 418, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
+		{"§3 status not understood, with max-age: stored", "GET", nil, 418, hdr("Cache-Control", "max-age=60"), nil, true, ReasonOK},
+		{"§3 unknown 299 with max-age", "GET", nil, 299, hdr("Cache-Control", "max-age=60"), nil, true, ReasonOK},
+		{"§3 unknown 499 with s-maxage", "GET", nil, 499, hdr("Cache-Control", "s-maxage=60"), nil, true, ReasonOK},
+		{"§3 unknown 599 with public", "GET", nil, 599, hdr("Cache-Control", "public"), nil, true, ReasonOK},
+		{"§3 unknown 218 with Expires", "GET", nil, 218, hdr("Expires", future), nil, true, ReasonOK},
+		{"§3 401 with max-age", "GET", nil, 401, hdr("Cache-Control", "max-age=60"), nil, true, ReasonOK},
+		{"§3 unknown 299 without explicit permission", "GET", nil, 299, hdr(), nil, false, ReasonStatus},
+		{"§3 unknown 599 with Last-Modified only", "GET", nil, 599, hdr("Last-Modified", future), nil, false, ReasonStatus},
+		{"§3 unknown 418 with no-cache only", "GET", nil, 418, hdr("Cache-Control", "no-cache"), nil, false, ReasonStatus},
+		{"§3 unknown 299 with max-age and no-store", "GET", nil, 299, hdr("Cache-Control", "max-age=60, no-store"), nil, false, ReasonNoStore},
+		{"§3 unknown 299 with max-age and private", "GET", nil, 299, hdr("Cache-Control", "max-age=60, private"), nil, false, ReasonPrivate},
+		{"§3.5 unknown 299 with max-age, request with Authorization", "GET", hdr("Authorization", "x"), 299, hdr("Cache-Control", "max-age=60"), nil, false, ReasonAuthorization},
+		{"§3 206 with public", "GET", nil, 206, hdr("Cache-Control", "public"), nil, false, ReasonStatus},
+		{"§3 304 with Expires", "GET", nil, 304, hdr("Expires", future), nil, false, ReasonStatus},
+		{"§3 1xx with public", "GET", nil, 100, hdr("Cache-Control", "public"), nil, false, ReasonStatus},
+		{"§3 status above 599 is not a status", "GET", nil, 600, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
+		{"§3 status 0", "GET", nil, 0, hdr("Cache-Control", "max-age=60"), nil, false, ReasonStatus},
+		{"§5.2.2.3 must-understand on 206", "GET", nil, 206, hdr("Cache-Control", "must-understand, max-age=60"), nil, false, ReasonMustUnderstand},
+		{"§5.2.2.3 must-understand on unknown 299 with max-age", "GET", nil, 299, hdr("Cache-Control", "must-understand, max-age=60"), nil, false, ReasonMustUnderstand},
 		{"§3 heuristically cacheable 200 without freshness", "GET", nil, 200, hdr(), nil, true, ReasonOK},
 		{"§3 heuristically cacheable 404", "GET", nil, 404, hdr(), nil, true, ReasonOK},
 		{"§3 302 without explicit freshness", "GET", nil, 302, hdr(), nil, false, ReasonNoFreshness},
@@ -126,6 +145,35 @@ func TestStripFields(t *testing.T) {
 	}
 }
 
+func TestRemoveHopByHop(t *testing.T) {
+	tests := []struct {
+		name string
+		in   http.Header
+		want http.Header
+	}{
+		{"RFC 9110 §7.6.1 the fixed hop-by-hop fields",
+			hdr("Connection", "keep-alive", "Keep-Alive", "timeout=5", "Proxy-Connection", "keep-alive",
+				"Proxy-Authenticate", "Basic", "Proxy-Authorization", "Basic eA==", "Te", "trailers", "Trailer", "X-T",
+				"Transfer-Encoding", "chunked", "Upgrade", "websocket", "Accept", "*/*"),
+			hdr("Accept", "*/*")},
+		{"RFC 9110 §7.6.1 fields named in Connection, over several lines and in any case",
+			hdr("Connection", "close, x-hop", "Connection", " X-Other ,, ", "X-Hop", "1", "X-Other", "2", "X-Keep", "3"),
+			hdr("X-Keep", "3")},
+		{"RFC 9110 §7.6.1 Connection naming an end-to-end field removes it too",
+			hdr("Connection", "Cache-Control", "Cache-Control", "max-age=5", "Accept", "*/*"),
+			hdr("Accept", "*/*")},
+		{"nothing to remove", hdr("Accept", "*/*"), hdr("Accept", "*/*")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			RemoveHopByHop(tt.in)
+			if !reflect.DeepEqual(tt.in, tt.want) {
+				t.Errorf("RemoveHopByHop left %v; want %v", tt.in, tt.want)
+			}
+		})
+	}
+}
+
 func TestConnectionFields(t *testing.T) {
 	h := hdr("Connection", "keep-alive, X-Foo", "Connection", "x-foo,  Upgrade ,")
 	got := ConnectionFields(h)
@@ -139,9 +187,9 @@ func TestConnectionFields(t *testing.T) {
 }
 
 func TestHopByHopCanonical(t *testing.T) {
-	for _, name := range HopByHop {
+	for _, name := range hopByHop {
 		if c := http.CanonicalHeaderKey(name); c != name {
-			t.Errorf("HopByHop holds %q; want canonical %q", name, c)
+			t.Errorf("hopByHop holds %q; want canonical %q", name, c)
 		}
 	}
 }

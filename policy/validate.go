@@ -5,7 +5,8 @@ import (
 )
 
 // notUpdated holds the fields a 304 never replaces in a stored header, on top
-// of [HopByHop] and the fields named in the 304's Connection (RFC 9111 §3.2):
+// of the hop-by-hop fields ([RemoveHopByHop]) and the fields named in the
+// 304's Connection (RFC 9111 §3.2):
 //
 //   - Content-Length: excepted by §3.2 itself;
 //   - Proxy-Authentication-Info: excepted from storage (§3.1);
@@ -13,25 +14,45 @@ import (
 //   - Content-Encoding and Content-Type: the stored body depends on them
 //     (§3.2). A 304 is not supposed to carry them (RFC 9110 §15.4.5), and the
 //     servers that do usually send a framework default that would relabel
-//     the stored body.
+//     the stored body;
+//   - Set-Cookie and Set-Cookie2: a 304 answers one client's revalidation,
+//     made with that client's Cookie and Authorization, so its cookies are
+//     that user's (rolling sessions, stickiness); merged into a shared entry
+//     they would be replayed to everyone. §3.1 lets a cache leave out fields
+//     it must not share, and §3.5 and §7.3 ask a shared cache not to reuse
+//     one user's credentials or state for another.
 var notUpdated = map[string]bool{
 	"Content-Length":            true,
 	"Proxy-Authentication-Info": true,
 	"Content-Range":             true,
 	"Content-Encoding":          true,
 	"Content-Type":              true,
+	"Set-Cookie":                true,
+	"Set-Cookie2":               true,
 }
 
 // UpdateStoredHeader returns the header of a stored response freshened by a
 // 304 (RFC 9111 §4.3.4, §3.2): each field of notModified replaces all lines
 // of the same field in stored, except the hop-by-hop fields, the fields named
-// in the 304's Connection, Content-Length, Content-Range, Content-Encoding,
-// Content-Type and Proxy-Authentication-Info; fields absent from the 304 are
-// kept. Neither input is modified; the result shares no slices with them.
+// in the 304's Connection, Set-Cookie, Set-Cookie2, Content-Length,
+// Content-Range, Content-Encoding, Content-Type and
+// Proxy-Authentication-Info; fields absent from the 304 are kept (a stored
+// Set-Cookie stays as it was). Neither input is modified; the result is a
+// new header that shares no slices with them.
 //
-// Check [CanFreshen] first. Afterwards, remove [StripFields] of the result and
-// recompute [ResponseFreshness] and [InitialAge] from it with the times of the
-// validation request, as for a new response.
+// Everything else in the 304 is merged, including Cache-Control and fields
+// only the caller knows the meaning of, such as a surrogate-key field. So
+// the caller, before storing the result, must treat it as a new response:
+//
+//   - check [CanFreshen] first;
+//   - run [Storable] on the result with the revalidation request's method and
+//     header (and the stored status): a 304 may say private or no-store, or
+//     the request may carry Authorization, and then the result must not be
+//     stored (the client may still be answered from it);
+//   - remove [StripFields] of the result, and the caller's own fields that
+//     must not reach clients (the surrogate-key field);
+//   - recompute [ResponseFreshness] and [InitialAge] from it with the times
+//     of the validation request.
 func UpdateStoredHeader(stored, notModified http.Header) http.Header {
 	out := stored.Clone()
 	if out == nil {
@@ -40,7 +61,7 @@ func UpdateStoredHeader(stored, notModified http.Header) http.Header {
 	skip := ConnectionFields(notModified)
 	for k, vv := range notModified {
 		k = http.CanonicalHeaderKey(k)
-		if len(vv) == 0 || notUpdated[k] || contains(HopByHop, k) || contains(skip, k) {
+		if len(vv) == 0 || notUpdated[k] || contains(hopByHop[:], k) || contains(skip, k) {
 			continue
 		}
 		out[k] = append([]string(nil), vv...)
@@ -65,9 +86,9 @@ func CanFreshen(stored, notModified http.Header) bool {
 		return newWeak || !oldWeak
 	}
 	if v := notModified.Get("Last-Modified"); v != "" {
-		t, err := http.ParseTime(v)
-		old, oldErr := http.ParseTime(stored.Get("Last-Modified"))
-		return err == nil && oldErr == nil && t.Equal(old)
+		t, ok := ParseHTTPDate(v)
+		old, oldOK := ParseHTTPDate(stored.Get("Last-Modified"))
+		return ok && oldOK && t.Equal(old)
 	}
 	return true
 }
@@ -118,12 +139,12 @@ func NotModified(reqHdr http.Header, etag, lastModified string) bool {
 	if len(ims) != 1 {
 		return false
 	}
-	since, err := http.ParseTime(ims[0])
-	if err != nil {
+	since, ok := ParseHTTPDate(ims[0])
+	if !ok {
 		return false
 	}
-	lm, err := http.ParseTime(lastModified)
-	return err == nil && !lm.After(since)
+	lm, ok := ParseHTTPDate(lastModified)
+	return ok && !lm.After(since)
 }
 
 // entityTag parses a whole field value as one entity-tag (RFC 9110 §8.8.3):
@@ -153,18 +174,4 @@ func scanEntityTag(s string) (opaque string, weak bool, n int) {
 		}
 	}
 	return "", false, 0
-}
-
-// Invalidates reports whether a response to method with status invalidates
-// the stored responses for its target URI (RFC 9111 §4.4): the method is
-// unsafe or of unknown safety, i.e. not GET, HEAD, OPTIONS or TRACE (method
-// names are case-sensitive, RFC 9110 §9.1), and the status is non-error
-// (2xx or 3xx). The same may be applied to Location and Content-Location when
-// they share the target's origin; that is the caller's choice.
-func Invalidates(method string, status int) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return status >= 200 && status < 400
 }
