@@ -246,6 +246,8 @@ func proxyConfig(cfg config.Config) proxy.Config {
 		Keep:                  l.proxy.Keep,
 		SynthesizeETag:        cfg.Cache.SynthesizeETag,
 		TagHeader:             cfg.Cache.TagHeader,
+		UnkeyedHeaders:        cfg.Cache.UnkeyedHeaders,
+		MaxInflight:           cfg.Cache.MaxInflight,
 		CachePOSTPaths:        cfg.Cache.PostPaths,
 		AccessLogEvery:        l.proxy.AccessLogEvery,
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,7 +26,8 @@ func TestProxyConfig(t *testing.T) {
 				p.TagHeader == "Surrogate-Key" && p.SynthesizeETag && p.DialTimeout == 5*time.Second &&
 				p.ResponseHeaderTimeout == 30*time.Second && p.ReadTimeout == time.Minute &&
 				p.IdleConnTimeout == 90*time.Second && p.MaxIdleConnsPerHost == 256 &&
-				reflect.DeepEqual(p.Policy, policy.DefaultOptions())
+				reflect.DeepEqual(p.Policy, policy.DefaultOptions()) &&
+				p.MaxInflight == 64 && slices.Contains(p.UnkeyedHeaders, "X-Original-URL")
 		}},
 		{"upstream parsed", func(*config.Config) {}, func(p proxy.Config) bool {
 			return p.Upstream.String() == "http://127.0.0.1:3000/prefix"

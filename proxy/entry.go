@@ -38,7 +38,7 @@ func entryFreshness(e *cachestore.Entry) policy.Freshness {
 
 // entryAge is the entry's current_age (RFC 9111 §4.2.3).
 func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
-	return time.Duration(e.InitialAge)*time.Second + time.Duration(now.UnixNano()-e.Stored)
+	return policy.CurrentAge(time.Duration(e.InitialAge)*time.Second, time.Unix(0, e.Stored), now)
 }
 
 // newEntry builds an entry: hdr (already filtered by storedHeader) gets the

@@ -2,48 +2,33 @@ package proxy
 
 import (
 	"net/http"
-	"net/textproto"
 	"slices"
 	"strings"
 	"unsafe"
+
+	"dedupcache/policy"
 )
 
-// notStored are response fields that never go into a stored header block:
-// hop-by-hop fields (RFC 9110 §7.6.1), fields the cache computes per
-// response (Date is kept in the entry, Age is recomputed) and our own.
-var notStored = map[string]bool{
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Connection":    true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Date":                true,
-	"Age":                 true,
-	"X-Cache":             true,
-	"Cache-Status":        true, // an upstream cache's member described the original fetch, not a later hit
-	"Content-Length":      true, // set from the stored body
-}
+// notStored are response fields that never go into a stored header block
+// besides the hop-by-hop ones (policy.RemoveHopByHop): fields the cache
+// computes per response (Date is kept in the entry, Age is recomputed,
+// Content-Length is set from the stored body) and our own.
+var notStored = []string{"Date", "Age", "X-Cache", "Cache-Status", "Content-Length"}
 
 // storedHeader returns the fields of a response header that are stored with
-// it: everything but notStored, fields named in Connection, and strip.
+// it: all but the hop-by-hop fields (those named in Connection included),
+// notStored, and strip.
 func storedHeader(h http.Header, strip []string) http.Header {
-	drop := func(k string) bool { return notStored[k] || slices.Contains(strip, k) }
-	for _, line := range h["Connection"] {
-		for _, f := range strings.Split(line, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				strip = append(strip, http.CanonicalHeaderKey(f))
-			}
-		}
-	}
 	out := make(http.Header, len(h))
 	for k, v := range h {
-		if !drop(k) {
-			out[k] = slices.Clone(v)
-		}
+		out[k] = slices.Clone(v)
+	}
+	policy.RemoveHopByHop(out)
+	for _, k := range notStored {
+		delete(out, k)
+	}
+	for _, k := range strip {
+		delete(out, k)
 	}
 	return out
 }

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"net/http"
-	"net/url"
-	"strings"
+
+	"dedupcache/policy"
 )
 
 // invalidateFor drops the stored responses that an unsafe request with a
@@ -17,8 +17,13 @@ func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
 		if v == "" {
 			continue
 		}
-		if uri, ok := sameOrigin(host, f.uri, v); ok {
-			p.invalidate(host, uri)
+		// The listener speaks plain HTTP, often behind a TLS terminator:
+		// the public origin may be either scheme on the client's host.
+		for _, scheme := range []string{"http", "https"} {
+			if uri, ok := policy.SameOrigin(scheme, host, f.uri, v); ok {
+				p.invalidate(host, uri)
+				break
+			}
 		}
 	}
 }
@@ -40,26 +45,4 @@ func (p *Proxy) invalidate(host, uri string) int {
 	}
 	p.invalidated.Add(int64(n))
 	return n
-}
-
-// sameOrigin resolves ref (a Location or Content-Location value) against
-// the request target uri on host and returns its request target if it is
-// on the same origin (RFC 9111 §4.4: a cache MUST NOT invalidate another
-// host's URIs).
-func sameOrigin(host, uri, ref string) (string, bool) {
-	base, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return "", false
-	}
-	u, err := base.Parse(ref)
-	if err != nil {
-		return "", false
-	}
-	if u.Host != "" && !strings.EqualFold(u.Host, host) {
-		return "", false
-	}
-	if u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https" {
-		return "", false
-	}
-	return u.RequestURI(), true
 }

@@ -45,18 +45,10 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 		out.Set("Accept-Encoding", ae)
 	}
 	if f.fetch {
-		stripConditionals(out)
+		policy.StripConditionals(out)
 		if f.stale != nil {
 			setValidators(out, f.stale)
 		}
-	}
-}
-
-// stripConditionals removes the fields that make a request conditional or
-// partial.
-func stripConditionals(h http.Header) {
-	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
-		delete(h, k)
 	}
 }
 

@@ -58,7 +58,7 @@ func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachesto
 		return true
 	}
 	rng := r.Header.Get("Range")
-	if rng == "" || status != http.StatusOK || !ifRangeMatches(r.Header.Get("If-Range"), hdr) {
+	if rng == "" || status != http.StatusOK || !policy.IfRangeMatches(r.Header.Get("If-Range"), hdr.get("Etag"), hdr.get("Last-Modified")) {
 		return false
 	}
 	body := e.Body.Bytes()
@@ -83,18 +83,4 @@ func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachesto
 		_, _ = w.Write(body[start : end+1]) // a view of the shared buffer, not a copy
 	}
 	return true
-}
-
-// ifRangeMatches evaluates If-Range (RFC 9110 §13.1.5): absent, or a strong
-// ETag equal to the stored one, or an HTTP-date equal to Last-Modified.
-func ifRangeMatches(v string, hdr blockFields) bool {
-	if v == "" {
-		return true
-	}
-	if len(v) > 0 && (v[0] == '"' || (len(v) > 2 && v[:2] == "W/")) {
-		etag := hdr.get("Etag")
-		return v[0] == '"' && etag == v // weak validators never match (strong comparison)
-	}
-	lm := hdr.get("Last-Modified")
-	return lm != "" && lm == v
 }
