@@ -13,6 +13,16 @@
 //	/script/{name}               answers as scripted for name (any method); records each request
 //	POST /script-set/{name}      sets name's script from a JSON body (see script); resets nothing else
 //	GET /script-log/{name}       JSON {"count": n, "requests": [{method, header, unix_nano}, ...]}
+//	/echo/{any}[?cc=CC]          any method: a text body naming the raw request target, the method,
+//	                             Content-Type, SHA-256 and length of the request body, a sequence
+//	                             number and the forwarding-style request headers received;
+//	                             Cache-Control CC (default public, max-age=300); recorded in /echo-log
+//	/graphql                     the same as /echo (for POST caching)
+//	GET /echo-log                JSON {"requests": [{method, target, header, body_len, seq}, ...]}
+//	/slowbody/{name}?size=S&chunks=N&ms=D   S deterministic bytes (Content-Length, public, max-age=300)
+//	                             written in N flushed chunks D ms apart
+//	/ws/{name}?delay_ms=D&hold_ms=H   waits D ms, answers 101 Switching Protocols, then echoes the
+//	                             tunnel's bytes for up to H ms (default 3000)
 //
 // The script routes are separate from /script/{name} so that unsafe methods
 // (POST, PUT, DELETE) can be sent to a scripted URL through the cache.
@@ -27,6 +37,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
@@ -92,6 +103,9 @@ type origin struct {
 
 	scripts map[string]*script    // /script/{name} behaviours, by name
 	logs    map[string][]logEntry // requests /script/{name} received, by name
+
+	echoSeq int64       // requests /echo and /graphql answered
+	echoLog []echoEntry // and what they were
 }
 
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -127,6 +141,14 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.scriptSet(w, r)
 	case "/script-log":
 		o.scriptLog(w, r)
+	case "/echo", "/graphql":
+		o.echo(w, r)
+	case "/echo-log":
+		o.echoLogServe(w)
+	case "/slowbody":
+		o.slowBody(w, r)
+	case "/ws":
+		o.ws(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -470,4 +492,144 @@ func intParam(r *http.Request, name string, def int) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// echoEntry is one request /echo or /graphql received.
+type echoEntry struct {
+	Method  string              `json:"method"`
+	Target  string              `json:"target"` // the raw request target (escaped path and query)
+	Header  map[string][]string `json:"header"`
+	BodyLen int                 `json:"body_len"`
+	Seq     int64               `json:"seq"`
+}
+
+// echoHeaders are the request fields /echo lists in its body when present:
+// those an origin might build its answer from.
+var echoHeaders = []string{
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Host", "X-Original-Url",
+	"X-Rewrite-Url", "X-Http-Method-Override",
+}
+
+// echo serves /echo/{any} and /graphql: an answer that depends on the
+// request target, method, Content-Type and body, and on forwarding-style
+// request fields.
+func (o *origin) echo(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxSize))
+	if err != nil {
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	o.echoSeq++
+	seq := o.echoSeq
+	o.echoLog = append(o.echoLog, echoEntry{Method: r.Method, Target: r.RequestURI, Header: r.Header.Clone(), BodyLen: len(b), Seq: seq})
+	o.mu.Unlock()
+	sum := sha256.Sum256(b)
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "target=%s method=%s ctype=%q body=%x len=%d seq=%d\n",
+		r.RequestURI, r.Method, r.Header.Get("Content-Type"), sum[:8], len(b), seq)
+	for _, k := range echoHeaders {
+		for _, v := range r.Header.Values(k) {
+			fmt.Fprintf(&out, "%s: %s\n", k, v)
+		}
+	}
+	cc := r.URL.Query().Get("cc")
+	if cc == "" {
+		cc = ccStored
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", cc)
+	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
+	if r.Method != http.MethodHead {
+		w.Write(out.Bytes())
+	}
+}
+
+// echoLogServe serves GET /echo-log.
+func (o *origin) echoLogServe(w http.ResponseWriter) {
+	o.mu.Lock()
+	body, err := json.Marshal(map[string]any{"requests": o.echoLog})
+	o.mu.Unlock()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+// slowBody serves /slowbody/{name}?size=S&chunks=N&ms=D: body(0, S) in N
+// flushed chunks, D ms apart; it stops when the client goes away.
+func (o *origin) slowBody(w http.ResponseWriter, r *http.Request) {
+	size, ok1 := intParam(r, "size", 1<<20)
+	chunks, ok2 := intParam(r, "chunks", 16)
+	ms, ok3 := intParam(r, "ms", 50)
+	if !ok1 || !ok2 || !ok3 || chunks == 0 || chunks > size || ms > 10000 {
+		http.Error(w, "bad size, chunks or ms", http.StatusBadRequest)
+		return
+	}
+	data := body(0, size)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", ccStored)
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	rc := http.NewResponseController(w)
+	per := size / chunks
+	for i := range chunks {
+		end := (i + 1) * per
+		if i == chunks-1 {
+			end = size
+		}
+		if _, err := w.Write(data[i*per : end]); err != nil {
+			return
+		}
+		rc.Flush()
+		if i == chunks-1 {
+			break
+		}
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// ws serves /ws/{name}?delay_ms=D&hold_ms=H: after D ms, a 101 to
+// websocket on the hijacked connection, then an echo of the tunnel for up
+// to H ms (default 3000), or until the peer closes.
+func (o *origin) ws(w http.ResponseWriter, r *http.Request) {
+	delay, ok1 := intParam(r, "delay_ms", 0)
+	hold, ok2 := intParam(r, "hold_ms", 3000)
+	if !ok1 || !ok2 || delay > 10000 || hold > 60000 {
+		http.Error(w, "bad delay_ms or hold_ms", http.StatusBadRequest)
+		return
+	}
+	if delay > 0 {
+		t := time.NewTimer(time.Duration(delay) * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	conn, rw := hijack(w)
+	if conn == nil {
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Duration(hold) * time.Millisecond))
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	if rw.Flush() != nil {
+		return
+	}
+	io.Copy(conn, rw.Reader)
 }
