@@ -190,6 +190,9 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 		f.fwd, f.noStore = "miss", true
 		p.forward(w, r, f)
 	}
+	if leader {
+		noteUpstream(w, s.took)
+	}
 	switch s.kind {
 	case kindEntry:
 		e := s.entry

@@ -632,3 +632,44 @@ func TestTransferCodingsRelayed(t *testing.T) {
 		})
 	}
 }
+
+// A response that is not stored streams through the stream's window at
+// the client's pace: the fetch waits for room and wakes as soon as the
+// reader makes it (not on a timer).
+func TestLargeResponsesStreamThrough(t *testing.T) {
+	big := bytes.Repeat([]byte("z"), 8<<20)
+	tests := []struct{ name, path string }{
+		{"not storable", "/private"},
+		{"over max_object_size, length unknown", "/chunked"},
+	}
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/private" {
+			w.Header().Set("Cache-Control", "private")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=60")
+		}
+		for i := 0; i < len(big); i += 64 << 10 {
+			_, _ = w.Write(big[i : i+64<<10])
+			w.(http.Flusher).Flush()
+		}
+	})
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.MaxObjectSize = 1 << 20 })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			cl := &http.Client{Timeout: 8 * time.Second}
+			resp, err := cl.Get(srv.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != int64(len(big)) {
+				t.Fatalf("got %d bytes, %v, after %v; want %d", n, err, time.Since(start), len(big))
+			}
+			if x := resp.Header.Get("X-Cache"); x != "BYPASS" && tt.name == "not storable" {
+				t.Errorf("X-Cache %q; want BYPASS", x)
+			}
+		})
+	}
+}

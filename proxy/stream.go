@@ -44,13 +44,14 @@ type stream struct {
 	shared    http.Header // kindStore: the header a waiter gets (the stored fields)
 	pend      *pending    // kindStore: what commit needs
 	entry     *cachestore.Entry
-	entryAs   Status   // kindEntry: X-Cache of the leader's answer
-	entryCS   string   // kindEntry: Cache-Status of the leader's answer
-	errStatus int      // kindFailed: 502 or 504
-	passBody  []byte   // kindPassEntry: the body of a 304-merged response not stored
-	cookies   []string // kindEntry after a 304: its Set-Cookie, for the leader only
-	varyKey   string   // kindStore with Vary: the leader's variant
-	varyNames []string // kindStore: the response's Vary names
+	entryAs   Status        // kindEntry: X-Cache of the leader's answer
+	entryCS   string        // kindEntry: Cache-Status of the leader's answer
+	errStatus int           // kindFailed: 502 or 504
+	passBody  []byte        // kindPassEntry: the body of a 304-merged response not stored
+	cookies   []string      // kindEntry after a 304: its Set-Cookie, for the leader only
+	varyKey   string        // kindStore with Vary: the leader's variant
+	varyNames []string      // kindStore: the response's Vary names
+	took      time.Duration // the upstream exchange's latency
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change below
@@ -282,6 +283,9 @@ func (r *streamReader) next(ctx context.Context) (b []byte, done, complete bool,
 			b = s.buf[r.off-s.base:]
 			r.off = end
 			s.offsets[r] = end
+			if s.windowed {
+				s.signal() // the fetch may be waiting for room
+			}
 			s.mu.Unlock()
 			return b, false, false, nil
 		}

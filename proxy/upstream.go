@@ -109,4 +109,7 @@ func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
 	if f.w != nil {
 		noteUpstream(f.w, d)
 	}
+	if f.stream != nil {
+		f.stream.took = d // for the leader's access log
+	}
 }
