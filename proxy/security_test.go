@@ -638,9 +638,13 @@ func TestTransferCodingsRelayed(t *testing.T) {
 // reader makes it (not on a timer).
 func TestLargeResponsesStreamThrough(t *testing.T) {
 	big := bytes.Repeat([]byte("z"), 8<<20)
-	tests := []struct{ name, path string }{
-		{"not storable", "/private"},
-		{"over max_object_size, length unknown", "/chunked"},
+	tests := []struct {
+		name, path string
+		pause      time.Duration // before the client reads
+	}{
+		{"not storable", "/private", 0},
+		{"over max_object_size, length unknown", "/chunked", 0},
+		{"over max_object_size, a client slow to start", "/chunked?slow", 300 * time.Millisecond},
 	}
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/private" {
@@ -662,6 +666,7 @@ func TestLargeResponsesStreamThrough(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(tt.pause)
 			n, err := io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if err != nil || n != int64(len(big)) {

@@ -111,9 +111,11 @@ func (s *stream) decided(k streamKind) {
 // write appends body bytes from the upstream. In a windowed stream it waits
 // until the readers have made room; it fails when none is left to read.
 func (s *stream) write(b []byte) (int, error) {
-	s.mu.Lock()
-	n, overflowed, err := s.writeLocked(b)
-	s.mu.Unlock()
+	n, overflowed, err := func() (int, bool, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock() // deferred: a panic must not leave readers locked out
+		return s.writeLocked(b)
+	}()
 	if overflowed {
 		s.p.streams.forget(s) // outside s.mu: join locks the table, then a stream
 	}
@@ -123,6 +125,7 @@ func (s *stream) write(b []byte) (int, error) {
 // writeLocked is write with s.mu held; overflowed reports that the stream
 // just became windowed.
 func (s *stream) writeLocked(b []byte) (n int, overflowed bool, err error) {
+	s.compact() // readers may have made room since the last write
 	for s.windowed && len(s.buf)+len(b) > streamWindow && len(s.buf) > 0 {
 		if s.readers == 0 {
 			return 0, false, errStreamAborted
@@ -190,7 +193,8 @@ func (s *stream) compact() {
 		low = min(low, off)
 	}
 	if drop := low - s.base; drop > 0 {
-		rest := make([]byte, len(s.buf)-int(drop), streamWindow)
+		n := len(s.buf) - int(drop)
+		rest := make([]byte, n, max(n, streamWindow))
 		copy(rest, s.buf[drop:])
 		s.buf, s.base = rest, low
 	}
