@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,24 +22,6 @@ import (
 
 // Tests for the findings of the December 2026 security review, one or more
 // per finding (F1..F14). Each failed before its fix.
-
-// seen records the requests an origin received.
-type seen struct {
-	mu   sync.Mutex
-	reqs []*http.Request
-}
-
-func (s *seen) add(r *http.Request) {
-	s.mu.Lock()
-	s.reqs = append(s.reqs, r.Clone(context.Background()))
-	s.mu.Unlock()
-}
-
-func (s *seen) all() []*http.Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*http.Request(nil), s.reqs...)
-}
 
 // F1: a 304 never brings the revalidating user's Set-Cookie, nor private or
 // no-store, into the shared entry; the tag header stays stripped.
@@ -597,8 +578,6 @@ func TestHeadConditionalCold(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
-
-var _ = httptest.NewRecorder
 
 // RFC 9112 §6.1, §7: a response with transfer codings net/http does not
 // decode itself is relayed with them removed, not answered 502.
