@@ -152,24 +152,32 @@ func (p *Proxy) runFetch(s *stream) {
 	windowed := s.windowed
 	s.mu.Unlock()
 	complete := clean && k.wrote && (s.pend == nil || s.pend.length < 0 || k.n == s.pend.length)
-	if s.kind == kindStore {
-		switch {
-		case windowed: // counted as too big when it happened
-		case !complete:
+	if s.kind == kindStore && s.entry == nil {
+		if complete && !windowed {
+			p.commitStream(s) // a body of unknown length: stored at its end
+		} else if !windowed { // a windowed body was counted as too big when it happened
 			p.fills.cutOff.Add(1)
-		default:
-			// Stored before the readers see the end, so that a client that
-			// got the whole response finds the entry on its next request.
-			s.mu.Lock()
-			body := s.buf
-			s.mu.Unlock()
-			s.entry = p.commit(f, s.pend, body)
 		}
 	}
-	s.end(complete)
+	// Out of the table before any reader sees the end: a client that got
+	// the whole response finds the entry, not this stream, next time.
 	p.streams.forget(s)
+	s.end(complete)
 	s.release()
 	close(s.done)
+}
+
+// commitStream stores the complete body of stream s and takes the stream
+// out of the table: from here on, requests for the key find the entry.
+func (p *Proxy) commitStream(s *stream) {
+	s.mu.Lock()
+	body, windowed := s.buf, s.windowed
+	s.mu.Unlock()
+	if windowed || s.entry != nil {
+		return
+	}
+	s.entry = p.commit(s.fill, s.pend, body)
+	p.streams.forget(s)
 }
 
 // follow answers r from stream s, once s knows what it carries. rd reads

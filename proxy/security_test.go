@@ -496,15 +496,17 @@ func TestHostsIndexBounded(t *testing.T) {
 		return resp
 	}
 	for i := range 1100 {
-		get(fmt.Sprintf("h%d.invalid", i))
+		if resp := get(fmt.Sprintf("h%d.invalid", i)); resp.Header.Get("X-Cache") != "MISS" {
+			t.Errorf("h%d: %s %s", i, resp.Header.Get("X-Cache"), resp.Header.Get("Cache-Status"))
+		}
 	}
 	get("real.example")
 	if n, _ := p.PurgeURL("/p"); n.PurgedEntries < 1101 {
 		t.Errorf("purge url=/p removed %d entries; want all 1101 hosts' (a host seen late was skipped)", n.PurgedEntries)
 	}
 	p.store.Wait()
-	if n := len(p.index.knownHosts()); n != 0 {
-		t.Errorf("hosts indexed after every entry left: %d; want 0", n)
+	if h := p.index.knownHosts(); len(h) != 0 {
+		t.Errorf("hosts indexed after every entry left: %d (%.3q); want 0", len(h), h)
 	}
 	if resp := get(strings.Repeat("a", 300)); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("300-byte Host: %d; want 400", resp.StatusCode)

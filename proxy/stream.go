@@ -108,13 +108,13 @@ func (s *stream) decided(k streamKind) {
 	close(s.ready)
 }
 
-// write appends body bytes from the upstream. In a windowed stream it waits
+// write appends body bytes from the upstream (see writeLocked for hold). In a windowed stream it waits
 // until the readers have made room; it fails when none is left to read.
-func (s *stream) write(b []byte) (int, error) {
+func (s *stream) write(b []byte, hold bool) (int, error) {
 	n, overflowed, err := func() (int, bool, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock() // deferred: a panic must not leave readers locked out
-		return s.writeLocked(b)
+		return s.writeLocked(b, hold)
 	}()
 	if overflowed {
 		s.p.streams.forget(s) // outside s.mu: join locks the table, then a stream
@@ -123,8 +123,9 @@ func (s *stream) write(b []byte) (int, error) {
 }
 
 // writeLocked is write with s.mu held; overflowed reports that the stream
-// just became windowed.
-func (s *stream) writeLocked(b []byte) (n int, overflowed bool, err error) {
+// just became windowed. hold keeps the readers from seeing b until the
+// caller signals (the last bytes of a body, shown once it is stored).
+func (s *stream) writeLocked(b []byte, hold bool) (n int, overflowed bool, err error) {
 	s.compact() // readers may have made room since the last write
 	for s.windowed && len(s.buf)+len(b) > streamWindow && len(s.buf) > 0 {
 		if s.readers == 0 {
@@ -151,7 +152,9 @@ func (s *stream) writeLocked(b []byte) (n int, overflowed bool, err error) {
 		s.compact()
 	}
 	s.buf = append(s.buf, b...)
-	s.signal()
+	if !hold {
+		s.signal()
+	}
 	return len(b), overflowed, nil
 }
 
@@ -432,6 +435,11 @@ func (k *sink) WriteHeader(code int) {
 	s.status, s.header = code, k.h
 	switch {
 	case s.pend != nil:
+		if s.pend.length == 0 {
+			// The header is the whole response: store it before anyone
+			// answers with it.
+			s.p.commitStream(s)
+		}
 		s.decided(kindStore)
 	default:
 		s.mu.Lock()
@@ -450,8 +458,16 @@ func (k *sink) Write(b []byte) (int, error) {
 	if k.s.kind != kindStore && k.s.kind != kindPass {
 		return len(b), nil // an entry answers: the upstream body is not needed
 	}
-	n, err := k.s.write(b)
+	s := k.s
+	last := s.kind == kindStore && s.pend.length >= 0 && k.n+int64(len(b)) == s.pend.length
+	n, err := s.write(b, last)
 	k.n += int64(n)
+	if last && err == nil {
+		s.p.commitStream(s) // before readers see the last bytes (read-your-writes)
+		s.mu.Lock()
+		s.signal()
+		s.mu.Unlock()
+	}
 	return n, err
 }
 
