@@ -659,3 +659,27 @@ func TestLargeResponsesStreamThrough(t *testing.T) {
 		})
 	}
 }
+
+// A client that got a whole response finds it stored on its next request
+// (not the fetch still finishing, and not a miss).
+func TestReadYourWrites(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Query().Has("empty") {
+			return
+		}
+		_, _ = io.WriteString(w, "body "+r.URL.RawQuery)
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	for i := range 200 {
+		u := fmt.Sprintf("%s/ryw?%d", srv.URL, i)
+		if i%2 == 1 {
+			u += "&empty"
+		}
+		do(t, "GET", u)
+		resp, _ := do(t, "GET", u)
+		if cs := resp.Header.Get("Cache-Status"); resp.Header.Get("X-Cache") != "HIT" || strings.Contains(cs, "collapsed") {
+			t.Fatalf("request %d again: %s %q; want a plain HIT", i, resp.Header.Get("X-Cache"), cs)
+		}
+	}
+}
