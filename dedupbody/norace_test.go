@@ -1,5 +1,0 @@
-//go:build !race
-
-package dedupbody
-
-const raceEnabled = false
