@@ -34,7 +34,15 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 	if p.cfg.SynthesizeETag && !hasValidator(c.hdr) {
 		c.hdr["Etag"] = []string{fmt.Sprintf(`"dc-%016x"`, sum)}
 	}
-	bodyRef := p.bodies.PutCopy(body, sum, nil)
+	var bodyRef dedupbody.Ref
+	if cap(body) <= len(body)+len(body)/8+64 {
+		// The fetch's buffer is close to its size class: the store keeps
+		// it as it is (readers still streaming from it read the same
+		// immutable bytes) instead of a copy.
+		bodyRef = p.bodies.Put(body, sum, nil)
+	} else {
+		bodyRef = p.bodies.PutCopy(body, sum, nil)
+	}
 	primary := keyString(f.host, f.uri)
 	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
 	if _, origin := c.respHdr["Etag"]; !origin && len(c.hdr["Etag"]) > 0 {

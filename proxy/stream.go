@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dedupcache/cachestore"
+	"dedupcache/dedupbody"
 )
 
 // A stream is one upstream fetch made to fill the cache, and the clients
@@ -174,13 +175,12 @@ func (s *stream) grow(n int) bool {
 		c = min(c, int(s.pend.length)) // never more than announced
 	}
 	c = min(c, int(s.p.cfg.MaxObjectSize))
-	extra := int64(c - cap(s.buf))
+	nb := append(dedupbody.Alloc(c), s.buf...) // a size class, as the body store accounts it
+	extra := int64(cap(nb) - cap(s.buf))
 	if !s.p.budget.take(extra) {
-		return false
+		return false // nb is dropped: rare, and cheaper than asking twice
 	}
 	s.reserved += extra
-	nb := make([]byte, len(s.buf), c)
-	copy(nb, s.buf)
 	s.buf = nb // readers holding the old array keep valid bytes
 	return true
 }
