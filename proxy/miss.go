@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -231,8 +232,14 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 		}
 		p.streamOut(w, r, f, s, rd, true)
 	case kindFailed:
-		if !leader {
-			own()
+		// Every reader of a failed fetch gets its error (or stale content
+		// where its own request allows): a waiter waits at most as long as
+		// the fetch may take to get a header (upstream_timeouts.dial +
+		// response_header), and a failing origin is not asked once more per
+		// waiter.
+		if f.stale != nil && p.staleIfError(f, p.now()) {
+			e := f.stale
+			p.serveEntry(w, r, e, entryAge(e, p.now()), []string{fmt.Sprintf("%s; fwd=%s; detail=stale-if-error", cacheName, f.fwd)}, StatusStale)
 			return
 		}
 		p.counts[s.fill.status].Add(1)

@@ -683,3 +683,39 @@ func TestReadYourWrites(t *testing.T) {
 		}
 	}
 }
+
+// A fetch that fails answers every request that waited for it with its
+// error: a failing origin is not asked again once per waiter.
+func TestFailedFetchAnswersWaiters(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.ResponseHeaderTimeout = 300 * time.Millisecond })
+	var wg sync.WaitGroup
+	codes := make([]int, 6)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(srv.URL + "/down")
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusGatewayTimeout {
+			t.Errorf("request %d: %d; want 504", i, c)
+		}
+	}
+	if got := o.hits.Load(); got != 1 {
+		t.Errorf("origin requests: %d; want 1", got)
+	}
+}
