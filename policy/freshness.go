@@ -17,6 +17,11 @@ type Freshness struct {
 	// Heuristic is true when Lifetime came from Last-Modified (§4.2.2).
 	Heuristic bool
 
+	// Explicit is true when the response gave its freshness itself
+	// (s-maxage, max-age or Expires, even an invalid one): what an
+	// operator's default TTL must not override.
+	Explicit bool
+
 	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows; 0 when
 	// absent (a response saying stale-if-error=0 reads the same as none).
 	StaleWhileRevalidate time.Duration
@@ -66,7 +71,9 @@ func ResponseFreshness(status int, respHdr http.Header, responseTime time.Time, 
 	if d, ok := httpDate(respHdr, "Date"); ok {
 		date = d
 	}
-	switch expires := respHdr.Values("Expires"); {
+	expires := respHdr.Values("Expires")
+	f.Explicit = cc.SMaxAge >= 0 || cc.MaxAge >= 0 || (targeted < 0 && len(expires) > 0)
+	switch {
 	case cc.SMaxAge >= 0:
 		f.Lifetime = seconds(cc.SMaxAge)
 	case cc.MaxAge >= 0:

@@ -114,7 +114,9 @@ func TestResponseFreshness(t *testing.T) {
 			if tt.opt != nil {
 				opt = *tt.opt
 			}
-			if got := ResponseFreshness(tt.status, tt.h, received, opt); got != tt.want {
+			got := ResponseFreshness(tt.status, tt.h, received, opt)
+			got.Explicit = false // TestExplicitFreshness
+			if got != tt.want {
 				t.Errorf("ResponseFreshness = %+v; want %+v", got, tt.want)
 			}
 		})
@@ -282,5 +284,31 @@ func TestActionString(t *testing.T) {
 		if got := tt.a.String(); got != tt.want {
 			t.Errorf("Action(%d).String() = %q; want %q", tt.a, got, tt.want)
 		}
+	}
+}
+
+// TestExplicitFreshness: whether the response gave its freshness itself,
+// which an operator's default TTL must not override.
+func TestExplicitFreshness(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		h    http.Header
+		want bool
+	}{
+		{"none", http.Header{}, false},
+		{"max-age=0", http.Header{"Cache-Control": {"max-age=0"}}, true},
+		{"s-maxage", http.Header{"Cache-Control": {"s-maxage=10"}}, true},
+		{"Expires", http.Header{"Expires": {t0.Add(time.Hour).Format(http.TimeFormat)}}, true},
+		{"invalid Expires", http.Header{"Expires": {"0"}}, true},
+		{"heuristic only", http.Header{"Last-Modified": {t0.Add(-time.Hour).Format(http.TimeFormat)}}, false},
+		{"public only", http.Header{"Cache-Control": {"public"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ResponseFreshness(200, tt.h, t0, DefaultOptions()).Explicit; got != tt.want {
+				t.Errorf("Explicit: got %v; want %v", got, tt.want)
+			}
+		})
 	}
 }

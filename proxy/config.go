@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -41,6 +42,21 @@ type Config struct {
 	// conditional request instead of fetched again. Default 0 (main's
 	// config default is 10m).
 	Keep time.Duration
+	// DefaultTTL is how long a storable response that gives no freshness
+	// (no s-maxage, max-age or Expires) and gets no heuristic (no
+	// Last-Modified) stays fresh. Zero: such responses are not stored.
+	DefaultTTL time.Duration
+	// DebugHeaders adds X-Cache-Key (the request's cache key) to responses.
+	DebugHeaders bool
+	// TrustedProxies are the peers whose X-Forwarded-For is kept (and
+	// appended to) and whose X-Forwarded-Proto and X-Forwarded-Host are
+	// passed on; from any other peer they are replaced. Empty: none.
+	TrustedProxies []netip.Prefix
+	// PurgeToken, if set, turns on the PURGE method on the proxy listener
+	// for requests with "Authorization: Bearer <token>". Empty: PURGE is
+	// forwarded upstream like any other method.
+	PurgeToken string
+
 	// SynthesizeETag gives responses stored without any validator a strong
 	// ETag made from the body's hash, so that clients' conditional requests
 	// get 304s from the cache.

@@ -188,6 +188,9 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, s
 	var fr policy.Freshness
 	if ok {
 		fr = policy.ResponseFreshness(resp.StatusCode, resp.Header, now, p.cfg.Policy)
+		if d := p.live().DefaultTTL; d > 0 && !fr.Explicit && !fr.Heuristic {
+			fr.Lifetime = d // the operator's default for responses that say nothing
+		}
 		if fr.Lifetime <= 0 && fr.StaleWhileRevalidate <= 0 && !hasValidator(resp.Header) {
 			// Never usable without revalidation, and nothing to
 			// revalidate with.

@@ -89,11 +89,17 @@ func (x *keyIndex) untagLocked(h uint64) {
 }
 
 // takeVariants removes and returns the variant hashes of primary hash h.
-func (x *keyIndex) takeVariants(h uint64) []uint64 {
+func (x *keyIndex) takeVariants(h uint64) []uint64 { return x.variantsOf(h, true) }
+
+// variantsOf returns the variant hashes of primary hash h, removing them
+// from the index if take.
+func (x *keyIndex) variantsOf(h uint64, take bool) []uint64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	set := x.variants[h]
-	delete(x.variants, h)
+	if take {
+		delete(x.variants, h)
+	}
 	out := make([]uint64, 0, len(set))
 	for v := range set {
 		out = append(out, v)

@@ -17,6 +17,10 @@ type Live struct {
 	// AccessLogEvery logs one request in this many; 0 turns the access log
 	// off, 1 logs every request.
 	AccessLogEvery int
+	// DefaultTTL: see [Config.DefaultTTL].
+	DefaultTTL time.Duration
+	// PurgeToken: see [Config.PurgeToken].
+	PurgeToken string
 }
 
 // Reload replaces the live settings. Requests in flight may still see the
@@ -112,5 +116,5 @@ func noteUpstream(w http.ResponseWriter, d time.Duration) {
 
 // liveOf returns the live part of a Config.
 func liveOf(cfg Config) Live {
-	return Live{Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery}
+	return Live{Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery, DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 
 	"dedupcache/cachestore"
@@ -27,7 +28,20 @@ import (
 //     stored response's validators added when it revalidates one.
 func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.cfg.Upstream)
+	trusted := p.trustedPeer(pr.In.RemoteAddr)
+	if trusted {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = v // SetXForwarded appends the peer
+		}
+	}
 	pr.SetXForwarded()
+	if trusted {
+		for _, k := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v := pr.In.Header[k]; len(v) > 0 {
+				pr.Out.Header[k] = v
+			}
+		}
+	}
 	out := pr.Out.Header
 	out.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
 	for _, k := range p.cfg.UnkeyedHeaders {
@@ -62,6 +76,25 @@ func setValidators(h http.Header, e *cachestore.Entry) {
 	if lm := hdr.get("Last-Modified"); lm != "" {
 		h.Set("If-Modified-Since", lm)
 	}
+}
+
+// trustedPeer reports whether the connection's peer is one of
+// Config.TrustedProxies.
+func (p *Proxy) trustedPeer(remoteAddr string) bool {
+	if len(p.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, pfx := range p.cfg.TrustedProxies {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // isUpgrade reports whether r asks to switch protocols (WebSocket): such a

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/url"
 	"strings"
+	"time"
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
@@ -15,24 +16,143 @@ type PurgeResult struct {
 	FreedBytes    int64 `json:"freed_bytes"`
 }
 
-// purger collects the entries a purge removes and the bodies they held.
+// PurgeRequest selects what [Proxy.Purge] removes: every URL, prefix and
+// tag listed, or everything. Soft marks the entries stale instead of
+// removing them, so that revalidation and stale-if-error still apply.
+type PurgeRequest struct {
+	URLs     []string `json:"url"`
+	Prefixes []string `json:"prefix"`
+	Tags     []string `json:"tag"`
+	All      bool     `json:"all"`
+	Soft     bool     `json:"soft"`
+}
+
+// Purge carries out r. A URL that does not parse fails the whole request
+// before anything is purged.
+func (p *Proxy) Purge(r PurgeRequest) (PurgeResult, error) {
+	for _, raw := range r.URLs {
+		if _, err := url.Parse(raw); err != nil {
+			return PurgeResult{}, err
+		}
+	}
+	pg := p.newPurger()
+	pg.soft = r.Soft
+	if r.All {
+		if !r.Soft {
+			return p.PurgeAll(), nil
+		}
+		pg.each(func(string) bool { return true })
+		return pg.result(), nil
+	}
+	for _, raw := range r.URLs {
+		u, _ := url.Parse(raw)
+		pg.url(u)
+	}
+	for _, prefix := range r.Prefixes {
+		pg.each(func(uri string) bool { return strings.HasPrefix(uri, prefix) })
+	}
+	for _, tag := range r.Tags {
+		for _, h := range p.index.taggedWith(tag) {
+			pg.del(h)
+		}
+	}
+	return pg.result(), nil
+}
+
+// purger collects the entries a purge removes (or softens) and the bodies
+// they held.
 type purger struct {
 	p      *Proxy
 	n      int
+	soft   bool
 	bodies map[*dedupbody.Body]struct{}
 }
 
-// del removes the entry under h, if any, remembering its body.
+// del removes the entry under h, if any, remembering its body; a soft
+// purge stores a stale copy instead.
 func (pg *purger) del(h uint64) {
 	e, ok := pg.p.store.Get(h)
 	if !ok {
 		return
 	}
-	if b := e.Body.Body(); b != nil {
-		pg.bodies[b] = struct{}{}
-		pg.n++
+	if e.Body.Body() == nil {
+		if !pg.soft {
+			pg.p.store.Del(h) // a marker or a Vary index
+		}
+		return
 	}
+	pg.n++
+	if pg.soft {
+		pg.p.soften(h, e)
+		return
+	}
+	pg.bodies[e.Body.Body()] = struct{}{}
 	pg.p.store.Del(h) // releases the entry's refs before it returns
+}
+
+// url purges a URL's entry and its variants; without a host, on every host
+// that has entries.
+func (pg *purger) url(u *url.URL) {
+	hosts := []string{strings.ToLower(u.Host)}
+	if u.Host == "" {
+		hosts = pg.p.index.knownHosts()
+	}
+	for _, host := range hosts {
+		pg.key(host, u.RequestURI())
+	}
+}
+
+// key purges the entry of host and uri and its variants.
+func (pg *purger) key(host, uri string) {
+	h := keyHash(host, uri)
+	for _, v := range pg.p.index.variantsOf(h, !pg.soft) {
+		pg.del(v)
+	}
+	pg.del(h)
+}
+
+// each purges every entry whose request target matches.
+func (pg *purger) each(match func(uri string) bool) {
+	var hashes []uint64
+	pg.p.store.Each(func(e *cachestore.Entry) bool {
+		_, uri, _ := strings.Cut(e.Key, " ")
+		if e.Body.Body() != nil && match(uri) {
+			h, _, _ := entryHashes(e)
+			hashes = append(hashes, h)
+		}
+		return true
+	})
+	for _, h := range hashes {
+		pg.del(h)
+	}
+}
+
+// soften replaces the entry e under h with a copy that is already stale
+// (its age is past its lifetime), keeping it for revalidation and
+// stale-if-error. The copy takes its own references to the same header
+// block and body.
+func (p *Proxy) soften(h uint64, e *cachestore.Entry) {
+	if entryAge(e, p.now()) >= time.Duration(e.Lifetime)*time.Second {
+		return // stale already
+	}
+	ne := &cachestore.Entry{
+		Key:             e.Key,
+		Header:          p.headers.Put(e.Header.Bytes(), e.Header.Body().Hash(), parseBlock),
+		Body:            p.bodies.Put(e.Body.Bytes(), e.Body.Body().Hash(), nil),
+		Stored:          p.now().UnixNano(),
+		Date:            e.Date,
+		Status:          e.Status,
+		Flags:           e.Flags &^ flagIndexed,
+		StaleRevalidate: e.StaleRevalidate,
+		StaleError:      e.StaleError,
+	}
+	ttl := p.keepFor(entryFreshness(ne), 0, ne.Header.Body())
+	tags := p.index.tagsOf(e)
+	primary, _, _ := strings.Cut(e.Key, "\x00")
+	host, _, _ := strings.Cut(primary, " ")
+	p.index.stored(h, primaryHash(primary), host, ne, tags)
+	p.store.Set(h, ne, ttl)
+	p.store.Wait()
 }
 
 // result counts the bodies that no entry uses any more.
@@ -54,56 +174,21 @@ func (p *Proxy) newPurger() *purger {
 // PurgeURL removes the response stored for a URL with every Vary variant.
 // A URL without a host ("/path?q") is purged on every host seen.
 func (p *Proxy) PurgeURL(raw string) (PurgeResult, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return PurgeResult{}, err
-	}
-	hosts := []string{strings.ToLower(u.Host)}
-	if u.Host == "" {
-		hosts = p.index.knownHosts()
-	}
-	uri := u.RequestURI()
-	pg := p.newPurger()
-	for _, host := range hosts {
-		h := keyHash(host, uri)
-		for _, v := range p.index.takeVariants(h) {
-			pg.del(v)
-		}
-		pg.del(h)
-	}
-	return pg.result(), nil
+	return p.Purge(PurgeRequest{URLs: []string{raw}})
 }
 
 // PurgePrefix removes every stored response whose path and query start
 // with prefix, on any host. It walks the store, a shard at a time.
 func (p *Proxy) PurgePrefix(prefix string) PurgeResult {
-	var hashes []uint64
-	p.store.Each(func(e *cachestore.Entry) bool {
-		_, uri, _ := strings.Cut(e.Key, " ")
-		if strings.HasPrefix(uri, prefix) {
-			if primary, _, isVariant := strings.Cut(e.Key, "\x00"); isVariant {
-				hashes = append(hashes, keyHashString(e.Key))
-			} else {
-				hashes = append(hashes, primaryHash(primary))
-			}
-		}
-		return true
-	})
-	pg := p.newPurger()
-	for _, h := range hashes {
-		pg.del(h)
-	}
-	return pg.result()
+	res, _ := p.Purge(PurgeRequest{Prefixes: []string{prefix}})
+	return res
 }
 
 // PurgeTag removes every stored response carrying surrogate key tag,
 // through the tag index: it touches only those entries.
 func (p *Proxy) PurgeTag(tag string) PurgeResult {
-	pg := p.newPurger()
-	for _, h := range p.index.taggedWith(tag) {
-		pg.del(h)
-	}
-	return pg.result()
+	res, _ := p.Purge(PurgeRequest{Tags: []string{tag}})
+	return res
 }
 
 // PurgeAll removes every stored response.

@@ -25,6 +25,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	case len(r.Host) > maxHostLen:
 		http.Error(w, "Host too long", http.StatusBadRequest)
 		return
+	case r.Method == "PURGE" && p.live().PurgeToken != "":
+		p.servePurge(w, r, p.live().PurgeToken)
+		return
 	case isUpgrade(r):
 		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "upgrade"})
 		return
@@ -43,6 +46,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	host, uri := keyParts(r)
 	h := keyHash(host, uri)
+	if p.cfg.DebugHeaders {
+		w.Header()["X-Cache-Key"] = []string{keyString(host, uri)}
+	}
 	e, fwd := p.lookup(r, host, uri, h)
 	req := noDirectives
 	hasDirectives := len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0
