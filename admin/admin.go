@@ -31,10 +31,7 @@ import (
 type Source interface {
 	Stats() proxy.Stats
 	TopBodies(n int) []proxy.TopBody
-	PurgeURL(raw string) (proxy.PurgeResult, error)
-	PurgePrefix(prefix string) proxy.PurgeResult
-	PurgeTag(tag string) proxy.PurgeResult
-	PurgeAll() proxy.PurgeResult
+	Purge(r proxy.PurgeRequest) (proxy.PurgeResult, error)
 }
 
 // Config configures an [Admin]. main builds it from the YAML file's admin

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -93,21 +94,19 @@ func serve(h http.Handler, method, target string, hdr ...string) *httptest.Respo
 }
 
 // fakeSource is a Source without a cache behind it, for the guard tests.
-type fakeSource struct{ purges int }
+type fakeSource struct {
+	purges int
+	last   proxy.PurgeRequest
+}
 
 func (f *fakeSource) Stats() proxy.Stats { return proxy.Stats{Hits: 1} }
 func (f *fakeSource) TopBodies(int) []proxy.TopBody {
 	return []proxy.TopBody{{Hash: 0xab, Size: 3, Refs: 2, ExampleKeys: []string{"example.com /reset?token=secret"}}}
 }
-func (f *fakeSource) PurgeURL(string) (proxy.PurgeResult, error) {
+func (f *fakeSource) Purge(r proxy.PurgeRequest) (proxy.PurgeResult, error) {
 	f.purges++
-	return proxy.PurgeResult{}, nil
-}
-func (f *fakeSource) PurgePrefix(string) proxy.PurgeResult { f.purges++; return proxy.PurgeResult{} }
-func (f *fakeSource) PurgeTag(string) proxy.PurgeResult    { f.purges++; return proxy.PurgeResult{} }
-func (f *fakeSource) PurgeAll() proxy.PurgeResult {
-	f.purges++
-	return proxy.PurgeResult{PurgedEntries: 1}
+	f.last = r
+	return proxy.PurgeResult{PurgedEntries: 1}, nil
 }
 
 func TestReadyz(t *testing.T) {
@@ -364,5 +363,44 @@ func TestSetToken(t *testing.T) {
 	}
 	if rec := serve(a.Handler(), "POST", "/api/purge?all=1", "Authorization", "Bearer t0ken-t0ken-t0ken"); rec.Code != 200 {
 		t.Errorf("purge with the new token: got %d; want 200", rec.Code)
+	}
+}
+
+// TestPurgeRequests: several selectors in one request, as repeated query
+// parameters or a JSON body, and soft purges.
+func TestPurgeRequests(t *testing.T) {
+	tests := []struct {
+		name   string
+		target string
+		body   string
+		want   proxy.PurgeRequest
+		code   int
+	}{
+		{"repeated parameters", "/api/purge?url=/a&url=/b&tag=t&prefix=/p", "",
+			proxy.PurgeRequest{URLs: []string{"/a", "/b"}, Tags: []string{"t"}, Prefixes: []string{"/p"}}, 200},
+		{"soft", "/api/purge?url=/a&soft=1", "", proxy.PurgeRequest{URLs: []string{"/a"}, Soft: true}, 200},
+		{"JSON body", "/api/purge", `{"url":["/a","/b"],"tag":["x"],"soft":true}`,
+			proxy.PurgeRequest{URLs: []string{"/a", "/b"}, Tags: []string{"x"}, Soft: true}, 200},
+		{"JSON with an unknown field", "/api/purge", `{"urls":["/a"]}`, proxy.PurgeRequest{}, 400},
+		{"nothing named", "/api/purge?soft=1", "", proxy.PurgeRequest{}, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &fakeSource{}
+			a := New(src, Config{Listen: "127.0.0.1:9091"})
+			req := httptest.NewRequest("POST", tt.target, strings.NewReader(tt.body))
+			req.Host = "127.0.0.1:9091"
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			rec := httptest.NewRecorder()
+			a.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.code {
+				t.Fatalf("status %d %q; want %d", rec.Code, rec.Body.String(), tt.code)
+			}
+			if tt.code == 200 && !reflect.DeepEqual(src.last, tt.want) {
+				t.Errorf("purge request %+v; want %+v", src.last, tt.want)
+			}
+		})
 	}
 }

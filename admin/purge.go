@@ -2,38 +2,84 @@ package admin
 
 import (
 	"encoding/json"
+	"io"
+	"mime"
 	"net/http"
+	"net/url"
 
 	"dedupcache/proxy"
 )
 
-// handlePurge serves POST /api/purge?url=|prefix=|tag=|all=1. It needs the
-// token when one is set.
+// maxPurgeBody bounds a JSON purge request.
+const maxPurgeBody = 1 << 20
+
+// handlePurge serves POST /api/purge. What to purge comes as query
+// parameters, each of which may repeat (url=, prefix=, tag=, all=1,
+// soft=1), or as a JSON body ({"url": [...], "prefix": [...], "tag": [...],
+// "all": false, "soft": false}, Content-Type application/json). soft marks
+// the entries stale instead of removing them. It needs the token when one
+// is set.
 func (a *Admin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	if !a.authorized(w, r) {
 		return
 	}
-	q := r.URL.Query()
-	var res proxy.PurgeResult
-	switch {
-	case q.Get("url") != "":
-		var err error
-		if res, err = a.src.PurgeURL(q.Get("url")); err != nil {
-			http.Error(w, "bad url: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-	case q.Get("prefix") != "":
-		res = a.src.PurgePrefix(q.Get("prefix"))
-	case q.Get("tag") != "":
-		res = a.src.PurgeTag(q.Get("tag"))
-	case q.Get("all") == "1" || q.Get("all") == "true":
-		res = a.src.PurgeAll()
-	default:
-		http.Error(w, "want one of url=, prefix=, tag= or all=1", http.StatusBadRequest)
+	req, err := purgeRequest(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	a.log.Info("purge", "query", r.URL.RawQuery, "purged_entries", res.PurgedEntries, "freed_bytes", res.FreedBytes)
+	res, err := a.src.Purge(req)
+	if err != nil {
+		http.Error(w, "bad url: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.log.Info("purge", "urls", len(req.URLs), "prefixes", len(req.Prefixes), "tags", len(req.Tags), "all", req.All,
+		"soft", req.Soft, "purged_entries", res.PurgedEntries, "freed_bytes", res.FreedBytes)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// badPurge is a purge request that cannot be carried out.
+type badPurge string
+
+func (e badPurge) Error() string { return string(e) }
+
+// purgeRequest reads a purge request from the query or a JSON body.
+func purgeRequest(r *http.Request) (proxy.PurgeRequest, error) {
+	var req proxy.PurgeRequest
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/json" {
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxPurgeBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, badPurge("bad JSON purge request: " + err.Error())
+		}
+	} else {
+		q := r.URL.Query()
+		req = proxy.PurgeRequest{
+			URLs: nonEmpty(q["url"]), Prefixes: nonEmpty(q["prefix"]), Tags: nonEmpty(q["tag"]),
+			All: flag(q, "all"), Soft: flag(q, "soft"),
+		}
+	}
+	if len(req.URLs)+len(req.Prefixes)+len(req.Tags) == 0 && !req.All {
+		return req, badPurge("want url=, prefix=, tag= (each may repeat) or all=1, or a JSON body")
+	}
+	return req, nil
+}
+
+// flag reads a boolean query parameter (1 or true).
+func flag(q url.Values, k string) bool {
+	v := q.Get(k)
+	return v == "1" || v == "true"
+}
+
+// nonEmpty drops empty values.
+func nonEmpty(vs []string) []string {
+	out := vs[:0:0]
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
