@@ -106,6 +106,9 @@ type site struct {
 //	GET /items?page=N        pages 1..5; past the end: one shared empty page (max-age=30)
 //	GET /config?...          one config document whatever the query (max-age=120)
 //	GET /time                the current time, Cache-Control: no-store
+//	GET /legacy/stock?sku=N  stock of a product, with no caching headers at all
+//	                         (like most internal APIs): only an operator rule
+//	                         (the demo config has one) makes it cacheable
 //
 // Unknown paths get the same 404 body as unknown users. The handler is safe
 // for concurrent use; each call builds its own, identical, content.
@@ -118,6 +121,7 @@ func Handler() http.Handler {
 	mux.HandleFunc("GET /items", s.items)
 	mux.HandleFunc("GET /config", s.config.serve)
 	mux.HandleFunc("GET /time", serveTime)
+	mux.HandleFunc("GET /legacy/stock", serveStock)
 	mux.HandleFunc("GET /", s.notFound.serve)
 	return mux
 }
@@ -193,6 +197,20 @@ func (s *site) items(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveTime is the one uncacheable route: its body changes every second.
+// serveStock answers like an internal API that never thought about
+// caching: no Cache-Control, Expires, ETag or Last-Modified. The body is
+// deterministic per sku; other query parameters are ignored.
+func serveStock(w http.ResponseWriter, r *http.Request) {
+	sku, err := strconv.Atoi(r.URL.Query().Get("sku"))
+	if err != nil || sku < 1 {
+		http.Error(w, `{"error":"want sku=N, N >= 1"}`, http.StatusBadRequest)
+		return
+	}
+	body, _ := json.Marshal(map[string]int{"sku": sku, "in_stock": sku * 7 % 100})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(body, '\n'))
+}
+
 func serveTime(w http.ResponseWriter, r *http.Request) {
 	body, _ := json.Marshal(map[string]string{"now": time.Now().UTC().Format(time.RFC3339)})
 	w.Header().Set("Content-Type", "application/json")
@@ -277,6 +295,7 @@ func index() any {
 			{"/items?page=N", "pages 1-5; every later page is the same empty page"},
 			{"/config?client=...&v=...", "one document whatever the query"},
 			{"/time", "no-store: always a BYPASS"},
+			{"/legacy/stock?sku=N", "no caching headers: cached only through the demo's rule (ttl 30s, keyed on sku alone)"},
 		},
 	}
 }

@@ -120,6 +120,7 @@ func TestResponses(t *testing.T) {
 		{"/items?page=-1", 400, "public, max-age=30", "application/json", `{"error":"bad_request"`},
 		{"/config?client=ios", 200, "public, max-age=120", "application/json", `{"api_version":`},
 		{"/time", 200, "no-store", "application/json", `{"now":"`},
+		{"/legacy/stock?sku=3&ts=1", 200, "", "application/json", `{"in_stock":21,"sku":3}`},
 	}
 	for _, tt := range tests {
 		r := get(t, srv, tt.path)
@@ -139,6 +140,14 @@ func TestResponses(t *testing.T) {
 			t.Errorf("%s: body is not JSON: %q", tt.path, r.body)
 		}
 		if tt.path == "/time" {
+			continue
+		}
+		if strings.HasPrefix(tt.path, "/legacy/") {
+			for _, k := range []string{"Cache-Control", "Expires", "Etag", "Last-Modified"} {
+				if v := r.header.Get(k); v != "" {
+					t.Errorf("%s: %s %q; want no caching headers", tt.path, k, v)
+				}
+			}
 			continue
 		}
 		sum := sha256.Sum256(r.body)
