@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -331,15 +332,17 @@ func proxyConfig(cfg config.Config) proxy.Config {
 			CacheSetCookie:    cfg.Cache.CacheSetCookie,
 			HeuristicFraction: cfg.Cache.HeuristicFraction,
 			HeuristicMax:      time.Duration(cfg.Cache.HeuristicMax),
-			TargetedFields:    cfg.Cache.TargetedCacheControl,
+			TargetedFields:    slices.Clone(cfg.Cache.TargetedCacheControl),
 		},
-		Grace:                 l.proxy.Grace,
-		Keep:                  l.proxy.Keep,
-		SynthesizeETag:        cfg.Cache.SynthesizeETag,
-		TagHeader:             cfg.Cache.TagHeader,
-		UnkeyedHeaders:        cfg.Cache.UnkeyedHeaders,
+		Grace:          l.proxy.Grace,
+		Keep:           l.proxy.Keep,
+		SynthesizeETag: cfg.Cache.SynthesizeETag,
+		TagHeader:      cfg.Cache.TagHeader,
+		// Copies: proxy.New canonicalizes header names in place, and cfg's
+		// lists must stay as loaded, or a reload reports them changed.
+		UnkeyedHeaders:        slices.Clone(cfg.Cache.UnkeyedHeaders),
 		MaxInflight:           cfg.Cache.MaxInflight,
-		CachePOSTPaths:        cfg.Cache.PostPaths,
+		CachePOSTPaths:        slices.Clone(cfg.Cache.PostPaths),
 		AccessLogEvery:        l.proxy.AccessLogEvery,
 		AccessLogFormat:       l.proxy.AccessLogFormat,
 		DialTimeout:           time.Duration(cfg.UpstreamTimeouts.Dial),
