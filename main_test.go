@@ -80,6 +80,7 @@ func TestLiveOf(t *testing.T) {
 		"admin.token":       func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
 		"cache.grace":       func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
 		"cache.keep":        func(c *config.Config) { c.Cache.Keep = 0 },
+		"log.access_format": func(c *config.Config) { c.Log.AccessFormat = "combined" },
 	}
 	for _, field := range config.Reloadable {
 		t.Run(field, func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package admin is dedupcache's operator side: the handler of the admin
 // listener (/healthz, /readyz, /api/stats, /api/top-bodies, /api/purge,
-// /metrics and the dashboard), its Prometheus metrics and its guards
-// against requests a browser was tricked into sending (see [Admin.Handler]).
+// /metrics and the dashboard), the read-only metrics listener (see
+// [Admin.MetricsHandler]), their Prometheus metrics and the admin
+// listener's guards against requests a browser was tricked into sending
+// (see [Admin.Handler]).
 //
 // It reads and drives the cache only through the exported methods listed
 // in [Source], which a [*proxy.Proxy] has; proxy knows nothing of admin.
@@ -56,6 +58,16 @@ type Config struct {
 	Latency *Latency
 	// Logger receives purge records. Default slog.Default().
 	Logger *slog.Logger
+	// Build, if its Version is set, is exported on /metrics as
+	// dedupcache_build_info.
+	Build Build
+}
+
+// Build describes the running binary for dedupcache_build_info.
+type Build struct {
+	Version   string // e.g. v1.2.0, or a pseudo-version
+	Commit    string // VCS revision, "" when unknown
+	GoVersion string // runtime.Version() of the build
 }
 
 // Admin serves the admin listener for one [Source]. Make one with [New];
@@ -67,6 +79,7 @@ type Admin struct {
 	token   atomic.Pointer[string]
 	hosts   hostCheck
 	handler http.Handler
+	metrics http.Handler // /metrics, shared by both listeners
 }
 
 // New returns the admin side of src.
@@ -76,6 +89,7 @@ func New(src Source, cfg Config) *Admin {
 	}
 	a := &Admin{src: src, cfg: cfg, log: cfg.Logger, hosts: newHostCheck(cfg.Listen, cfg.AllowedHosts)}
 	a.SetToken(cfg.Token)
+	a.metrics = promhttp.HandlerFor(a.newRegistry(), promhttp.HandlerOpts{})
 	a.handler = a.guard(a.routes())
 	return a
 }
@@ -91,13 +105,30 @@ func (a *Admin) SetToken(token string) {
 // and, for anything but GET and HEAD, a cross-site check against CSRF.
 func (a *Admin) Handler() http.Handler { return a.handler }
 
+// MetricsHandler returns the handler of the read-only metrics listener:
+// /metrics (the same registry as the admin listener's), /healthz and
+// /readyz, and 404 for every other path. It has no Host check and needs no
+// token: it lists no cache keys and changes nothing, so it may be exposed
+// to Prometheus and to orchestrators' probes while the admin listener
+// stays private.
+func (a *Admin) MetricsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/healthz", handleHealth)
+	r.Get("/readyz", a.handleReady)
+	r.Handle("/metrics", a.metrics)
+	return r
+}
+
+// handleHealth answers /healthz: the process is up and serving.
+func handleHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
 // routes is the admin router, behind the guards.
 func (a *Admin) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	r.Get("/healthz", handleHealth)
 	r.Get("/api/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -108,7 +139,7 @@ func (a *Admin) routes() http.Handler {
 	r.Get("/readyz", a.handleReady)
 	r.Get("/api/top-bodies", a.handleTopBodies)
 	r.Post("/api/purge", a.handlePurge)
-	r.Handle("/metrics", promhttp.HandlerFor(a.newRegistry(), promhttp.HandlerOpts{}))
+	r.Handle("/metrics", a.metrics)
 	r.Handle("/*", dashboard.Handler())
 	return r
 }

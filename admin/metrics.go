@@ -11,8 +11,8 @@ import (
 )
 
 // newRegistry returns a registry of the admin's own, for /metrics: Go
-// runtime and process metrics, a [statsCollector] and the upstream
-// latency histogram when there is one. Each call makes a new registry;
+// runtime and process metrics, a [statsCollector], the upstream latency
+// histogram and dedupcache_build_info when there are. Each call makes a new registry;
 // none touches prometheus.DefaultRegisterer, so instances and tests stay
 // apart.
 func (a *Admin) newRegistry() *prometheus.Registry {
@@ -25,7 +25,24 @@ func (a *Admin) newRegistry() *prometheus.Registry {
 	if a.cfg.Latency != nil {
 		reg.MustRegister(a.cfg.Latency.h)
 	}
+	if a.cfg.Build.Version != "" {
+		reg.MustRegister(buildInfo(a.cfg.Build))
+	}
 	return reg
+}
+
+// buildInfo is the gauge dedupcache_build_info{version,commit,goversion},
+// always 1, the Prometheus convention for joining a build's labels onto
+// other series.
+func buildInfo(b Build) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   "dedupcache",
+		Name:        "build_info",
+		Help:        "Always 1; the labels describe the running binary.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // Latency is the histogram dedupcache_upstream_latency_seconds of upstream

@@ -33,6 +33,7 @@ type Config struct {
 	Upstream string `yaml:"upstream"`
 
 	Admin            Admin            `yaml:"admin"`
+	Metrics          Metrics          `yaml:"metrics"`
 	Cache            Cache            `yaml:"cache"`
 	UpstreamTimeouts UpstreamTimeouts `yaml:"upstream_timeouts"`
 	Server           Server           `yaml:"server"`
@@ -59,6 +60,16 @@ type Admin struct {
 	// rebinding. A listener on a wildcard or non-loopback address with a
 	// Token accepts any Host. Default empty.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+}
+
+// Metrics configures the read-only metrics listener: /metrics, /healthz
+// and /readyz, with no token and no Host check, since it shows no cache
+// keys and changes nothing. It lets Prometheus and Kubernetes probes reach
+// a cache whose admin listener stays on loopback.
+type Metrics struct {
+	// Listen is the metrics listener, host:port; empty (the default) means
+	// none. Any address is allowed, loopback or not.
+	Listen string `yaml:"listen"`
 }
 
 // Cache configures what is stored and for how long.
@@ -146,6 +157,12 @@ type Log struct {
 	// AccessSample ("sampled").
 	Access       string `yaml:"access"`        // off, on or sampled
 	AccessSample int    `yaml:"access_sample"` // with sampled: log 1 request in this many
+	// AccessFormat is how an access line is written: "combined" (the
+	// Apache/nginx combined log format plus cache status and seconds taken),
+	// "text" or "json" (a log record in that format, whatever Format and
+	// Level say), or empty (the default): a record at Info in Format, like
+	// every other log line.
+	AccessFormat string `yaml:"access_format"`
 }
 
 // Default returns the built-in configuration. It is complete except for

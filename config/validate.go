@@ -103,6 +103,10 @@ func (c Config) Validate() error {
 	if c.Log.AccessSample < 1 {
 		v.fail("log.access_sample", "%d: want 1 or more (log one request in this many)", c.Log.AccessSample)
 	}
+	if c.Log.AccessFormat != "" {
+		v.oneOf("log.access_format", c.Log.AccessFormat, "combined", "text", "json")
+	}
+	v.metrics()
 	return errors.Join(v.errs...)
 }
 
@@ -122,7 +126,9 @@ func (c Config) AccessLogEvery() int {
 // applies on reload (SIGHUP). It is the only list of them: [RestartFields]
 // derives everything else from it, so making a setting reloadable means
 // adding its path here (and applying it in the reload code). Read-only.
-var Reloadable = []string{"log.level", "log.access", "log.access_sample", "admin.token", "cache.grace", "cache.keep"}
+var Reloadable = []string{"log.level", "log.access", "log.access_sample", "admin.token", "cache.grace", "cache.keep",
+	"log.access_format",
+}
 
 // RestartFields returns the dotted paths of the fields that differ between
 // a and b and only take effect after a restart: every field not named in
@@ -216,6 +222,24 @@ type checker struct {
 
 func (v *checker) fail(field, format string, args ...any) {
 	v.errs = append(v.errs, &Error{Origin: v.c.origin(field), Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// metrics checks the metrics section: an optional address that no other
+// listener uses.
+func (v *checker) metrics() {
+	m := v.c.Metrics.Listen
+	if m == "" {
+		return
+	}
+	v.addr("metrics.listen", m)
+	if strings.HasSuffix(m, ":0") {
+		return
+	}
+	for _, other := range []struct{ field, addr string }{{"listen", v.c.Listen}, {"admin.listen", v.c.Admin.Listen}} {
+		if m == other.addr {
+			v.fail("metrics.listen", "%s is also the %s address", quote(m), other.field)
+		}
+	}
 }
 
 func (v *checker) addr(field, addr string) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -84,6 +85,13 @@ type Config struct {
 	// AccessLogEvery logs one request in this many ("access" records at
 	// Info); 0 (the default) turns the access log off, 1 logs every request.
 	AccessLogEvery int
+	// AccessLogFormat is how access lines are written (see [AccessFormat]);
+	// the zero value is a record on Logger.
+	AccessLogFormat AccessFormat
+	// AccessLogOut receives access lines in every format but
+	// [AccessRecord], one Write per line; it must be safe for concurrent
+	// use if anything else writes to it. Nil: os.Stderr.
+	AccessLogOut io.Writer
 
 	// DialTimeout bounds connecting to the upstream. Zero: no limit.
 	DialTimeout time.Duration

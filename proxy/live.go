@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -21,6 +25,48 @@ type Live struct {
 	DefaultTTL time.Duration
 	// PurgeToken: see [Config.PurgeToken].
 	PurgeToken string
+	// AccessLogFormat: see [Config.AccessLogFormat].
+	AccessLogFormat AccessFormat
+}
+
+// AccessFormat is how the access log writes one request.
+type AccessFormat uint8
+
+const (
+	// AccessRecord is an "access" record at Info on [Config.Logger], in
+	// whatever format and at whatever level that logger writes: the
+	// default.
+	AccessRecord AccessFormat = iota
+	// AccessText is the same record as AccessRecord, written as text
+	// (logfmt) to [Config.AccessLogOut] whatever the Logger's level.
+	AccessText
+	// AccessJSON is the same record written as JSON to
+	// [Config.AccessLogOut] whatever the Logger's level.
+	AccessJSON
+	// AccessCombined is one line in the Apache/nginx combined log format
+	// with the cache status (X-Cache, or "-") and the seconds taken
+	// appended, written to [Config.AccessLogOut]:
+	//
+	//	127.0.0.1 - - [07/Dec/2026:02:10:17 +0000] "GET /x HTTP/1.1" 200 1234 "-" "curl/8" HIT 0.000123
+	//
+	// Bytes are body bytes sent (0, not "-", when none, as nginx writes
+	// them); the time is the request's start in local time; quoted fields
+	// escape '"', '\\' and bytes outside printable ASCII as \xHH.
+	AccessCombined
+)
+
+// String returns the config name of f: "" for AccessRecord, then "text",
+// "json" and "combined".
+func (f AccessFormat) String() string {
+	switch f {
+	case AccessText:
+		return "text"
+	case AccessJSON:
+		return "json"
+	case AccessCombined:
+		return "combined"
+	}
+	return ""
 }
 
 // Reload replaces the live settings. Requests in flight may still see the
@@ -28,7 +74,7 @@ type Live struct {
 func (p *Proxy) Reload(l Live) {
 	p.liveCfg.Store(&l)
 	p.log.Info("settings reloaded", "grace", l.Grace.String(), "keep", l.Keep.String(),
-		"access_log_every", l.AccessLogEvery)
+		"access_log_every", l.AccessLogEvery, "access_log_format", l.AccessLogFormat.String())
 }
 
 // live returns the current live settings.
@@ -37,8 +83,16 @@ func (p *Proxy) live() *Live { return p.liveCfg.Load() }
 // accessLog wraps h with the access log when it is on: it costs one
 // atomic load per request when off.
 func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
+	out := p.cfg.AccessLogOut
+	if out == nil {
+		out = os.Stderr
+	}
+	text := slog.New(slog.NewTextHandler(out, nil))
+	json := slog.New(slog.NewJSONHandler(out, nil))
+	combined := &combinedWriter{out: out}
 	return func(w http.ResponseWriter, r *http.Request) {
-		every := p.live().AccessLogEvery
+		l := p.live()
+		every := l.AccessLogEvery
 		if every <= 0 || (every > 1 && p.logSeq.Add(1)%uint64(every) != 0) {
 			h(w, r)
 			return
@@ -52,19 +106,108 @@ func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		p.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("method", r.Method),
-			slog.String("key", keyString(keyParts(r))),
-			slog.Int("status", status),
-			slog.String("cache", cacheResult(w.Header())),
-			slog.Int64("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.Float64("upstream_ms", float64(rec.upstream.Microseconds())/1000),
-			slog.String("remote", r.RemoteAddr),
-		)
+		logger := p.log
+		switch l.AccessLogFormat {
+		case AccessCombined:
+			combined.write(r, start, status, rec.bytes, cacheResult(w.Header()), d)
+			logger = nil
+		case AccessText:
+			logger = text
+		case AccessJSON:
+			logger = json
+		}
+		if logger != nil {
+			logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
+				slog.String("method", r.Method),
+				slog.String("key", keyString(keyParts(r))),
+				slog.Int("status", status),
+				slog.String("cache", cacheResult(w.Header())),
+				slog.Int64("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+				slog.Float64("upstream_ms", float64(rec.upstream.Microseconds())/1000),
+				slog.String("remote", r.RemoteAddr),
+			)
+		}
 		rec.ResponseWriter = nil
 		recorders.Put(rec)
 	}
+}
+
+// combinedWriter writes [AccessCombined] lines to out, each with one Write
+// under mu, so that lines from concurrent requests never interleave.
+type combinedWriter struct {
+	mu  sync.Mutex
+	out io.Writer
+	buf []byte // reused under mu
+}
+
+// combinedTime is the %t layout of the combined log format, without brackets.
+const combinedTime = "02/Jan/2006:15:04:05 -0700"
+
+// write writes the line of one request that started at start.
+func (c *combinedWriter) write(r *http.Request, start time.Time, status int, bytes int64, cache string, d time.Duration) {
+	host := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	uri := r.RequestURI
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.buf[:0]
+	b = appendEscaped(b, host)
+	b = append(b, " - - ["...)
+	b = start.AppendFormat(b, combinedTime)
+	b = append(b, "] \""...)
+	b = appendEscaped(b, r.Method)
+	b = append(b, ' ')
+	b = appendEscaped(b, uri)
+	b = append(b, ' ')
+	b = appendEscaped(b, r.Proto)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, bytes, 10)
+	b = appendQuoted(b, r.Header.Get("Referer"))
+	b = appendQuoted(b, r.Header.Get("User-Agent"))
+	b = append(b, ' ')
+	b = appendEscaped(b, cache)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, d.Seconds(), 'f', 6, 64)
+	b = append(b, '\n')
+	_, _ = c.out.Write(b)
+	if cap(b) <= 4<<10 {
+		c.buf = b // keep a line buffer, not a huge one
+	}
+}
+
+// appendQuoted appends ` "s"`, or ` "-"` for an empty s, escaped.
+func appendQuoted(b []byte, s string) []byte {
+	b = append(b, ' ', '"')
+	if s == "" {
+		b = append(b, '-')
+	} else {
+		b = appendEscaped(b, s)
+	}
+	return append(b, '"')
+}
+
+// appendEscaped appends s with '"', '\\' and every byte outside printable
+// ASCII written as \xHH, as nginx escapes log variables, so that a
+// client-supplied value cannot end a quoted field or forge a line.
+func appendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f || c == '"' || c == '\\':
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
 // cacheResult is the X-Cache value of a response header, or "-".
@@ -116,5 +259,8 @@ func noteUpstream(w http.ResponseWriter, d time.Duration) {
 
 // liveOf returns the live part of a Config.
 func liveOf(cfg Config) Live {
-	return Live{Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery, DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken}
+	return Live{
+		Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery, AccessLogFormat: cfg.AccessLogFormat,
+		DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken,
+	}
 }
