@@ -23,54 +23,55 @@ import (
 // StaleWhileRevalidate, StaleIfError), and Validate rejects Status on a
 // rule with Bypass or Key.
 //
+// Fields left at their zero value are left out when a Rule is marshalled.
 // A zero duration means unset: a rule cannot lower cache.default_ttl to 0
 // for the paths it matches (use Bypass to keep them out of the cache).
 type Rule struct {
 	// Name identifies the rule in Cache-Status (detail=rule:NAME) and in
 	// logs: letters, digits, '.', '_' and '-', unique within the list.
 	// Optional.
-	Name string `yaml:"name"`
+	Name string `yaml:"name,omitempty"`
 
 	// Hosts lists the request hosts the rule applies to: an exact name or
 	// IP address, compared case-insensitively with the request's port
 	// left out, or "*.example.com" for any name below example.com (not
 	// example.com itself). Empty: any host.
-	Hosts []string `yaml:"hosts"`
+	Hosts []string `yaml:"hosts,omitempty"`
 	// PathPrefix matches request paths that start with it, compared
 	// byte for byte with the path as the client escaped it (so "/api"
 	// also matches "/apis"; write "/api/" for a directory). Empty: any
 	// path.
-	PathPrefix string `yaml:"path_prefix"`
+	PathPrefix string `yaml:"path_prefix,omitempty"`
 	// PathRegex matches request paths (escaped, as for PathPrefix) that
 	// contain a match of this RE2 regular expression; anchor it with ^
 	// and $ to match the whole path. Empty: any path.
-	PathRegex string `yaml:"path_regex"`
+	PathRegex string `yaml:"path_regex,omitempty"`
 	// Methods lists the request methods, upper case, e.g. [GET, HEAD].
 	// Empty: any method.
-	Methods []string `yaml:"methods"`
+	Methods []string `yaml:"methods,omitempty"`
 	// Status lists the response status codes the rule applies to. Empty:
 	// any status. Only response-side actions may go with it.
-	Status []int `yaml:"status"`
+	Status []int `yaml:"status,omitempty"`
 
 	// TTL is how long a response is fresh when the origin gave no
 	// freshness of its own; it takes the place of cache.default_ttl.
-	TTL Duration `yaml:"ttl"`
+	TTL Duration `yaml:"ttl,omitempty"`
 	// ForceTTL replaces the origin's freshness (max-age, Expires, ...)
 	// with this. A response that forbids storing is still not stored.
-	ForceTTL Duration `yaml:"force_ttl"`
+	ForceTTL Duration `yaml:"force_ttl,omitempty"`
 	// Bypass passes matching requests to the origin and their responses
 	// to the client without looking up or storing anything.
-	Bypass bool `yaml:"bypass"`
+	Bypass bool `yaml:"bypass,omitempty"`
 	// StaleWhileRevalidate serves a stale response this long while it is
 	// refreshed in the background, as if the origin had sent the
 	// stale-while-revalidate directive with this value.
-	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate,omitempty"`
 	// StaleIfError serves a stale response this long when the origin
 	// fails, as if it had sent stale-if-error with this value.
-	StaleIfError Duration `yaml:"stale_if_error"`
+	StaleIfError Duration `yaml:"stale_if_error,omitempty"`
 	// Key changes how the cache key is built for matching requests; nil
 	// keeps the default key (host and request target as sent).
-	Key *RuleKey `yaml:"key"`
+	Key *RuleKey `yaml:"key,omitempty"`
 }
 
 // RuleKey is a rule's key block: what of the request goes into the cache
@@ -80,20 +81,20 @@ type RuleKey struct {
 	// Query is what happens to the query string: "keep" (the default, as
 	// sent), "sort" (parameters sorted, so their order does not matter) or
 	// "ignore" (left out entirely).
-	Query string `yaml:"query"`
+	Query string `yaml:"query,omitempty"`
 	// QueryParams names query parameters (decoded names, compared exactly;
 	// a trailing '*' matches any name with that prefix, e.g. "utm_*") that
 	// QueryMode keeps or drops.
-	QueryParams []string `yaml:"query_params"`
+	QueryParams []string `yaml:"query_params,omitempty"`
 	// QueryMode is "only" (keep just QueryParams) or "drop" (keep all but
 	// QueryParams); required with QueryParams, not allowed without.
-	QueryMode string `yaml:"query_mode"`
+	QueryMode string `yaml:"query_mode,omitempty"`
 	// Headers lists request header fields whose values are added to the
 	// key (absent and empty are told apart).
-	Headers []string `yaml:"headers"`
+	Headers []string `yaml:"headers,omitempty"`
 	// Cookies lists cookie names (case-sensitive) whose values, from the
 	// Cookie request header, are added to the key.
-	Cookies []string `yaml:"cookies"`
+	Cookies []string `yaml:"cookies,omitempty"`
 }
 
 // TrustedPrefixes returns TrustedProxies parsed, a single address as a
