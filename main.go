@@ -42,6 +42,7 @@ import (
 	"dedupcache/demo"
 	"dedupcache/policy"
 	"dedupcache/proxy"
+	"dedupcache/rules"
 )
 
 // Exit codes.
@@ -342,6 +343,11 @@ func proxyConfig(cfg config.Config) proxy.Config {
 		// lists must stay as loaded, or a reload reports them changed.
 		UnkeyedHeaders:        slices.Clone(cfg.Cache.UnkeyedHeaders),
 		MaxInflight:           cfg.Cache.MaxInflight,
+		DefaultTTL:            time.Duration(cfg.Cache.DefaultTTL),
+		DebugHeaders:          cfg.Cache.DebugHeaders,
+		Rules:                 compiledRules(cfg.Rules),
+		TrustedProxies:        trustedProxies(cfg.Server.TrustedProxies),
+		PurgeToken:            cfg.Admin.Token,
 		CachePOSTPaths:        slices.Clone(cfg.Cache.PostPaths),
 		AccessLogEvery:        l.proxy.AccessLogEvery,
 		AccessLogFormat:       l.proxy.AccessLogFormat,
@@ -370,10 +376,37 @@ func liveOf(cfg config.Config) live {
 			Keep:            time.Duration(cfg.Cache.Keep),
 			AccessLogEvery:  cfg.AccessLogEvery(),
 			AccessLogFormat: accessFormat(cfg.Log.AccessFormat),
+			DefaultTTL:      time.Duration(cfg.Cache.DefaultTTL),
+			DebugHeaders:    cfg.Cache.DebugHeaders,
+			Rules:           compiledRules(cfg.Rules),
+			PurgeToken:      cfg.Admin.Token,
 		},
 		adminToken: cfg.Admin.Token,
 		logLevel:   cfg.Log.Level,
 	}
+}
+
+// compiledRules compiles the rules; Validate has compiled them once
+// already, so an error here cannot happen and leaves no rules.
+func compiledRules(rs []config.Rule) *rules.Set {
+	set, err := rules.Compile(rs)
+	if err != nil {
+		return nil
+	}
+	return set
+}
+
+// trustedProxies parses server.trusted_proxies (validated: CIDRs or IPs).
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if pfx, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, pfx.Masked())
+		} else if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+		}
+	}
+	return out
 }
 
 // accessFormat maps log.access_format, validated, to the proxy's format.

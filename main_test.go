@@ -74,13 +74,16 @@ func TestProxyConfig(t *testing.T) {
 func TestLiveOf(t *testing.T) {
 	base := config.Default()
 	changes := map[string]func(*config.Config){
-		"log.level":         func(c *config.Config) { c.Log.Level = "debug" },
-		"log.access":        func(c *config.Config) { c.Log.Access = "on" },
-		"log.access_sample": func(c *config.Config) { c.Log.Access, c.Log.AccessSample = "sampled", 7 },
-		"admin.token":       func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
-		"cache.grace":       func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
-		"cache.keep":        func(c *config.Config) { c.Cache.Keep = 0 },
-		"log.access_format": func(c *config.Config) { c.Log.AccessFormat = "combined" },
+		"log.level":           func(c *config.Config) { c.Log.Level = "debug" },
+		"log.access":          func(c *config.Config) { c.Log.Access = "on" },
+		"log.access_sample":   func(c *config.Config) { c.Log.Access, c.Log.AccessSample = "sampled", 7 },
+		"admin.token":         func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
+		"cache.grace":         func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
+		"cache.keep":          func(c *config.Config) { c.Cache.Keep = 0 },
+		"log.access_format":   func(c *config.Config) { c.Log.AccessFormat = "combined" },
+		"cache.default_ttl":   func(c *config.Config) { c.Cache.DefaultTTL = config.Duration(time.Minute) },
+		"cache.debug_headers": func(c *config.Config) { c.Cache.DebugHeaders = true },
+		"rules":               func(c *config.Config) { c.Rules = []config.Rule{{Name: "r", PathPrefix: "/x", Bypass: true}} },
 	}
 	for _, field := range config.Reloadable {
 		t.Run(field, func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestLiveOf(t *testing.T) {
 				base.Log.Access = "sampled"
 			}
 			change(&cfg)
-			if liveOf(cfg) == liveOf(base) {
+			if reflect.DeepEqual(liveOf(cfg), liveOf(base)) {
 				t.Errorf("changing %s does not change the live settings", field)
 			}
 			base = config.Default()

@@ -39,6 +39,10 @@ type Config struct {
 	Server           Server           `yaml:"server"`
 	Log              Log              `yaml:"log"`
 
+	// Rules adjust caching per request: see [Rule]. They are evaluated in
+	// order and the first that matches decides. Default empty.
+	Rules []Rule `yaml:"rules"`
+
 	// origins maps a dotted field path to where its value came from
 	// ("config.yaml:14", "flag -listen"); a field absent from it holds its
 	// default. Validate and Warnings prefix their messages with it.
@@ -120,6 +124,18 @@ type Cache struct {
 	// uncached. It bounds the memory that bodies being filled can take on
 	// top of MaxMemory (each up to MaxObjectSize).
 	MaxInflight int `yaml:"max_inflight"`
+	// DefaultTTL is how long a storable response is fresh when the origin
+	// gave it no explicit freshness (max-age, Expires, ...) and none can be
+	// derived heuristically; 0, the default, leaves such responses
+	// uncached. It never makes a response storable that forbids storing
+	// (no-store, private, Set-Cookie without CacheSetCookie, a request
+	// with Authorization). A matching [Rule] with TTL or ForceTTL takes
+	// precedence.
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// DebugHeaders makes responses carry X-Cache-Key, the cache key the
+	// request was looked up under. Off by default: keys can hold query
+	// strings and the headers and cookies a [RuleKey] adds.
+	DebugHeaders bool `yaml:"debug_headers"`
 }
 
 // UpstreamTimeouts configures the connection pool to the upstream.
@@ -147,6 +163,12 @@ type Server struct {
 	IdleTimeout     Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes  Size     `yaml:"max_header_bytes"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // graceful shutdown budget on SIGINT/SIGTERM
+	// TrustedProxies lists the peers (CIDRs such as "10.0.0.0/8", or single
+	// IP addresses) whose X-Forwarded-For is appended to and whose
+	// X-Forwarded-Proto and X-Forwarded-Host are kept; from any other peer
+	// they are replaced. Default empty: no peer is trusted. See
+	// [Server.TrustedPrefixes].
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Log configures the process logger.
@@ -204,7 +226,9 @@ func Default() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			MaxHeaderBytes:    1 * MiB,
 			ShutdownTimeout:   Duration(15 * time.Second),
+			TrustedProxies:    []string{},
 		},
-		Log: Log{Level: "info", Format: "text", Access: "off", AccessSample: 100},
+		Log:   Log{Level: "info", Format: "text", Access: "off", AccessSample: 100},
+		Rules: []Rule{},
 	}
 }

@@ -53,6 +53,8 @@ func FuzzLoad(f *testing.F) {
 		f.Add([]byte(tt.yaml))
 	}
 	f.Add([]byte("a: &a [*a]\ncache: &c {grace: *c}\n"))
+	f.Add([]byte(rulesYAML))
+	f.Add([]byte("rules: &r [{key: *r}, *r, {status: [1, x], key: {query_params: [a*b]}}]\n"))
 	// One file per worker process: inputs run one at a time within a worker,
 	// and a fresh t.TempDir per input makes minimising crawl.
 	path := filepath.Join(f.TempDir(), "fuzz.yaml")

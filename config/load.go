@@ -191,8 +191,9 @@ func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
 }
 
 // value sets v, the field at path, from n. A null node keeps the default.
-// The walk descends only as deep as Config's own struct nesting, so cyclic
-// aliases (legal in YAML) cannot make it loop.
+// The walk descends only as deep as Config's own type nesting (structs,
+// lists, pointers to structs), so cyclic aliases (legal in YAML) cannot make
+// it loop.
 func (d *decoder) value(v reflect.Value, n *yaml.Node, path string) {
 	n = resolve(n)
 	if isNull(n) {
@@ -211,7 +212,10 @@ func (d *decoder) value(v reflect.Value, n *yaml.Node, path string) {
 		d.mapping(v, n, path)
 		return
 	case reflect.Slice:
-		d.strings(v, n, path)
+		d.list(v, n, path)
+		return
+	case reflect.Pointer:
+		d.pointer(v, n, path)
 		return
 	}
 	if n.Kind != yaml.ScalarNode {
@@ -255,26 +259,63 @@ func (d *decoder) mapping(v reflect.Value, n *yaml.Node, path string) {
 	}
 }
 
-func (d *decoder) strings(v reflect.Value, n *yaml.Node, path string) {
+// list sets v, a list of strings, integers or structs, from the sequence n.
+// The list is replaced as a whole, and only if every element is valid.
+func (d *decoder) list(v reflect.Value, n *yaml.Node, path string) {
+	elem := v.Type().Elem()
 	if n.Kind != yaml.SequenceNode {
-		d.fail(n, path, "want a list such as [CDN-Cache-Control], got %s", describe(n))
+		d.fail(n, path, "want a list %s, got %s", listExample(elem.Kind()), describe(n))
 		return
 	}
-	list := make([]string, 0, len(n.Content))
-	ok := true
+	list := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	before := len(d.errs)
 	for i, e := range n.Content {
 		e = resolve(e)
 		field := fmt.Sprintf("%s[%d]", path, i)
-		if e.Kind != yaml.ScalarNode || isNull(e) {
-			d.fail(e, field, "want a string, got %s", describe(e))
-			ok = false
+		if elem.Kind() == reflect.Struct {
+			d.mapping(list.Index(i), e, field)
+			d.origins[field] = d.at(e)
 			continue
 		}
-		list = append(list, e.Value)
+		if e.Kind != yaml.ScalarNode || isNull(e) {
+			d.fail(e, field, "want %s, got %s", kindName(elem.Kind()), describe(e))
+			continue
+		}
+		if err := setScalar(list.Index(i), e.Value); err != nil {
+			d.fail(e, field, "%s", err)
+			continue
+		}
 		d.origins[field] = d.at(e)
 	}
-	if ok {
-		v.Set(reflect.ValueOf(list))
+	if len(d.errs) == before {
+		v.Set(list)
+		d.origins[path] = d.at(n)
+	}
+}
+
+// listExample shows what a list of elements of kind k looks like.
+func listExample(k reflect.Kind) string {
+	switch k {
+	case reflect.Struct:
+		return "with one mapping of settings per entry"
+	case reflect.Int, reflect.Int64:
+		return "such as [200, 404]"
+	}
+	return "such as [CDN-Cache-Control]"
+}
+
+// pointer sets v, a pointer to a struct, to a new struct decoded from n
+// over a copy of what v pointed to, so that copies of a Config that share
+// the old struct do not see the change. v is left alone if n has problems.
+func (d *decoder) pointer(v reflect.Value, n *yaml.Node, path string) {
+	p := reflect.New(v.Type().Elem())
+	if !v.IsNil() {
+		p.Elem().Set(v.Elem())
+	}
+	before := len(d.errs)
+	d.mapping(p.Elem(), n, path)
+	if len(d.errs) == before {
+		v.Set(p)
 		d.origins[path] = d.at(n)
 	}
 }

@@ -62,6 +62,7 @@ func (c Config) Validate() error {
 	v.nonNegative("cache.heuristic_max", cc.HeuristicMax)
 	v.nonNegative("cache.grace", cc.Grace)
 	v.nonNegative("cache.keep", cc.Keep)
+	v.nonNegative("cache.default_ttl", cc.DefaultTTL)
 	for i, path := range cc.PostPaths {
 		if !strings.HasPrefix(path, "/") {
 			v.fail(fmt.Sprintf("cache.post_paths[%d]", i), "%s must start with /", quote(path))
@@ -96,6 +97,11 @@ func (c Config) Validate() error {
 	if s.MaxHeaderBytes <= 0 || s.MaxHeaderBytes > 1*GiB {
 		v.fail("server.max_header_bytes", "%s is outside (0, 1GiB]", s.MaxHeaderBytes)
 	}
+	for i, p := range s.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			v.fail(fmt.Sprintf("server.trusted_proxies[%d]", i), "%s", err)
+		}
+	}
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
@@ -107,6 +113,7 @@ func (c Config) Validate() error {
 		v.oneOf("log.access_format", c.Log.AccessFormat, "combined", "text", "json")
 	}
 	v.metrics()
+	v.rules(c.Rules)
 	return errors.Join(v.errs...)
 }
 
@@ -126,8 +133,9 @@ func (c Config) AccessLogEvery() int {
 // applies on reload (SIGHUP). It is the only list of them: [RestartFields]
 // derives everything else from it, so making a setting reloadable means
 // adding its path here (and applying it in the reload code). Read-only.
-var Reloadable = []string{"log.level", "log.access", "log.access_sample", "admin.token", "cache.grace", "cache.keep",
-	"log.access_format",
+var Reloadable = []string{
+	"log.level", "log.access", "log.access_sample", "log.access_format", "admin.token", "cache.grace", "cache.keep",
+	"cache.default_ttl", "cache.debug_headers", "rules",
 }
 
 // RestartFields returns the dotted paths of the fields that differ between

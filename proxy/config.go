@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dedupcache/policy"
+	"dedupcache/rules"
 )
 
 // Config configures a [Proxy]. main builds it from flags and the YAML file
@@ -49,6 +50,8 @@ type Config struct {
 	DefaultTTL time.Duration
 	// DebugHeaders adds X-Cache-Key (the request's cache key) to responses.
 	DebugHeaders bool
+	// Rules are the operator's rules (package rules); nil: none.
+	Rules *rules.Set
 	// TrustedProxies are the peers whose X-Forwarded-For is kept (and
 	// appended to) and whose X-Forwarded-Proto and X-Forwarded-Host are
 	// passed on; from any other peer they are replaced. Empty: none.

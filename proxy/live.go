@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"dedupcache/rules"
 )
 
 // Live holds the settings that can change while the proxy runs (main
@@ -23,6 +25,10 @@ type Live struct {
 	AccessLogEvery int
 	// DefaultTTL: see [Config.DefaultTTL].
 	DefaultTTL time.Duration
+	// DebugHeaders: see [Config.DebugHeaders].
+	DebugHeaders bool
+	// Rules: see [Config.Rules].
+	Rules *rules.Set
 	// PurgeToken: see [Config.PurgeToken].
 	PurgeToken string
 	// AccessLogFormat: see [Config.AccessLogFormat].
@@ -261,6 +267,6 @@ func noteUpstream(w http.ResponseWriter, d time.Duration) {
 func liveOf(cfg Config) Live {
 	return Live{
 		Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery, AccessLogFormat: cfg.AccessLogFormat,
-		DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken,
+		DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken, DebugHeaders: cfg.DebugHeaders, Rules: cfg.Rules,
 	}
 }

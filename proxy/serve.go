@@ -46,7 +46,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	host, uri := keyParts(r)
 	h := keyHash(host, uri)
-	if p.cfg.DebugHeaders {
+	if p.live().DebugHeaders {
 		w.Header()["X-Cache-Key"] = []string{keyString(host, uri)}
 	}
 	e, fwd := p.lookup(r, host, uri, h)
