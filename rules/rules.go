@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +60,7 @@ type Rule struct {
 	hosts   []hostPattern
 	prefix  string
 	re      *regexp.Regexp
+	rePre   string // a prefix every path re matches starts with ("^/items/" gives "/items/")
 	methods []string
 	status  []int
 }
@@ -103,7 +105,7 @@ func Compile(rs []config.Rule) (*Set, error) {
 			if err != nil {
 				fail(p+".path_regex", "invalid regex %q: %s", c.PathRegex, err)
 			}
-			r.re = re
+			r.re, r.rePre = re, anchoredPrefix(c.PathRegex)
 		}
 		r.methods = slices.Clone(c.Methods)
 		r.status = slices.Clone(c.Status)
@@ -198,7 +200,7 @@ func (r *Rule) matches(host, path, method string) bool {
 	if len(r.hosts) > 0 && !r.matchesHost(host) {
 		return false
 	}
-	return r.re == nil || r.re.MatchString(path)
+	return r.re == nil || strings.HasPrefix(path, r.rePre) && r.re.MatchString(path)
 }
 
 // matchesHost reports whether host (without port) is in the hosts list.
@@ -261,4 +263,24 @@ func hostOnly(host string) string {
 		host = host[:i]
 	}
 	return strings.TrimSuffix(host, ".")
+}
+
+// anchoredPrefix returns the literal text that a regexp anchored with ^
+// (and without flags that change literals) requires at the start of a
+// match, so that matches can skip the regexp for paths without it; ""
+// when there is none.
+func anchoredPrefix(expr string) string {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return ""
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText {
+		return ""
+	}
+	lit := re.Sub[1]
+	if lit.Op != syntax.OpLiteral || lit.Flags&syntax.FoldCase != 0 {
+		return ""
+	}
+	return string(lit.Rune)
 }
