@@ -9,6 +9,7 @@ import (
 
 	"dedupcache/cachestore"
 	"dedupcache/policy"
+	"dedupcache/rules"
 )
 
 // fill is the state of one forwarded request: a client's request sent
@@ -27,6 +28,8 @@ type fill struct {
 	reqHeader http.Header         // the inbound request's header (not the outbound one)
 	req       policy.Request
 	reqTime   time.Time
+
+	rule string // the rule that shaped the request, for Cache-Status
 
 	post     bool              // a POST cached by operator opt-in (see post.go)
 	postBody []byte            // its body, sent again by the fetch
@@ -143,7 +146,11 @@ func (p *Proxy) fetchResponse(f *fill, s *stream, resp *http.Response, now time.
 		return // sink.WriteHeader makes it kindPass
 	}
 	s.pend = pend
-	label(resp.Header, StatusMiss, f.fwd, f.stale != nil || f.fwd == "request", resp.StatusCode, true, f.detail)
+	detail := f.detail
+	if detail == "" && f.rule != "" {
+		detail = "rule:" + f.rule
+	}
+	label(resp.Header, StatusMiss, f.fwd, f.stale != nil || f.fwd == "request", resp.StatusCode, true, detail)
 	shared := maps.Clone(pend.hdr)
 	if resp.ContentLength >= 0 {
 		shared["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
@@ -172,6 +179,22 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, s
 		method = http.MethodGet // an operator-listed read-only POST
 	}
 	ok, reason := policy.Storable(method, f.reqHeader, resp.StatusCode, resp.Header, p.cfg.Policy)
+	live := p.live()
+	var rule *rules.Rule
+	if live.Rules.Len() > 0 {
+		rule = live.Rules.Response(f.host, uriPath(f.uri), method, resp.StatusCode)
+	}
+	if !ok && rule != nil && (rule.TTL > 0 || rule.ForceTTL > 0) && resp.StatusCode >= 200 && resp.StatusCode <= 599 &&
+		resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusNotModified &&
+		(reason == policy.ReasonNoFreshness || reason == policy.ReasonStatus) {
+		// The operator's rule is the explicit permission RFC 9111 §3
+		// asks for (an out-of-band cache-control extension); what forbids
+		// storing (no-store, private, Set-Cookie, Authorization) still wins.
+		ok, reason = true, policy.ReasonOK
+	}
+	if rule != nil {
+		f.rule = rule.String()
+	}
 	vary, star := policy.ParseVary(resp.Header)
 	why := reason.String()
 	requestSide := reason == policy.ReasonAuthorization || reason == policy.ReasonRequestNoStore || reason == policy.ReasonMethod
@@ -188,8 +211,19 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, s
 	var fr policy.Freshness
 	if ok {
 		fr = policy.ResponseFreshness(resp.StatusCode, resp.Header, now, p.cfg.Policy)
-		if d := p.live().DefaultTTL; d > 0 && !fr.Explicit && !fr.Heuristic {
-			fr.Lifetime = d // the operator's default for responses that say nothing
+		switch {
+		case rule != nil && rule.ForceTTL > 0:
+			fr.Lifetime, fr.Heuristic, fr.NoCache = rule.ForceTTL, false, false
+		case rule != nil && rule.TTL > 0 && !fr.Explicit:
+			fr.Lifetime, fr.Heuristic = rule.TTL, false
+		case live.DefaultTTL > 0 && !fr.Explicit && !fr.Heuristic:
+			fr.Lifetime = live.DefaultTTL // the operator's default for responses that say nothing
+		}
+		if rule != nil && rule.StaleWhileRevalidate > 0 && fr.StaleWhileRevalidate == 0 {
+			fr.StaleWhileRevalidate = rule.StaleWhileRevalidate
+		}
+		if rule != nil && rule.StaleIfError > 0 && fr.StaleIfError == 0 {
+			fr.StaleIfError = rule.StaleIfError
 		}
 		if fr.Lifetime <= 0 && fr.StaleWhileRevalidate <= 0 && !hasValidator(resp.Header) {
 			// Never usable without revalidation, and nothing to

@@ -11,7 +11,7 @@ import (
 // same-origin URIs in Location and Content-Location, every variant included.
 func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
 	host := f.host
-	p.invalidate(host, f.uri)
+	p.invalidate(host, p.keyedURI(host, f.uri, f.reqHeader))
 	for _, field := range []string{"Location", "Content-Location"} {
 		v := resp.Header.Get(field)
 		if v == "" {
@@ -21,11 +21,23 @@ func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
 		// the public origin may be either scheme on the client's host.
 		for _, scheme := range []string{"http", "https"} {
 			if uri, ok := policy.SameOrigin(scheme, host, f.uri, v); ok {
-				p.invalidate(host, uri)
+				p.invalidate(host, p.keyedURI(host, uri, f.reqHeader))
 				break
 			}
 		}
 	}
+}
+
+// keyedURI returns uri as a GET for it is keyed: shaped by the rule that
+// matches it, if that rule has a key block (the request's own fields fill
+// the header and cookie parts).
+func (p *Proxy) keyedURI(host, uri string, h http.Header) string {
+	if rs := p.live().Rules; rs.Len() > 0 {
+		if rule := rs.Request(host, uriPath(uri), http.MethodGet); rule != nil && rule.Key != nil {
+			return shapeKey(rule.Key, uri, h)
+		}
+	}
+	return uri
 }
 
 // invalidate removes the response stored for host and uri, with its

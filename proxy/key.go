@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"math/bits"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"dedupcache/cachestore"
+	"dedupcache/rules"
 )
 
 // A cache key is "host uri": the request target's authority and its
@@ -77,4 +79,48 @@ func entryHashes(e *cachestore.Entry) (h, primary uint64, isVariant bool) {
 func primaryHash(key string) uint64 {
 	host, uri, _ := strings.Cut(key, " ")
 	return keyHash(host, uri)
+}
+
+// shapeKey applies a rule's key block to uri: its query as the rule keeps
+// it, and the request fields the rule adds, after "\x02" (a byte no
+// request target holds). A cached POST's body suffix is kept.
+func shapeKey(k *rules.Key, uri string, h http.Header) string {
+	base, post, hasPost := strings.Cut(uri, "\x01")
+	path, query, _ := strings.Cut(base, "?")
+	out := path
+	if q := k.Query(query); q != "" {
+		out += "?" + q
+	}
+	if hasPost {
+		out += "\x01" + post
+	}
+	if extra := k.AppendExtra(nil, h); len(extra) > 0 {
+		out += "\x02" + string(extra)
+	}
+	return out
+}
+
+// uriPath returns the path of a key's uri: up to its query, cached-POST
+// suffix or shaped-key fields.
+func uriPath(uri string) string {
+	if i := strings.IndexAny(uri, "?\x01\x02"); i >= 0 {
+		return uri[:i]
+	}
+	return uri
+}
+
+// printableKey writes a key for a header field: control bytes (the
+// separators of cached-POST and shaped keys), bytes past ASCII and '\\'
+// as \xHH.
+func printableKey(k string) string {
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

@@ -88,6 +88,7 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 	ff := &fill{
 		status: StatusMiss, fwd: f.fwd, detail: f.detail, fetch: true,
 		host: f.host, uri: f.uri, hash: f.hash, req: f.req, stale: f.stale,
+		rule: f.rule,
 		post: f.post, postBody: f.postBody,
 	}
 	s := newStream(p, keyString(f.host, f.uri), ff, cancel)

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dedupcache/config"
+	"dedupcache/rules"
 )
 
 // Issue 13: the operator's defaults and purges.
@@ -165,5 +168,100 @@ func TestPurgeRequestSeveral(t *testing.T) {
 	}
 	if resp, _ := do(t, "GET", srv.URL+"/apple/0"); !strings.Contains(resp.Header.Get("X-Cache"), "HIT") {
 		t.Errorf("an entry not named was purged")
+	}
+}
+
+// ruleSet compiles rules for a test.
+func ruleSet(t *testing.T, rs ...config.Rule) *rules.Set {
+	t.Helper()
+	set, err := rules.Compile(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func TestRules(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/zero"):
+			w.Header().Set("Cache-Control", "max-age=0")
+		case strings.HasPrefix(r.URL.Path, "/cookie"):
+			w.Header().Set("Set-Cookie", "s=1")
+		case strings.HasPrefix(r.URL.Path, "/private"):
+			w.Header().Set("Cache-Control", "private")
+		case strings.HasPrefix(r.URL.Path, "/missing"):
+			w.WriteHeader(http.StatusNotFound)
+		case strings.HasPrefix(r.URL.Path, "/broken"):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = io.WriteString(w, r.URL.RequestURI()+" "+r.Header.Get("Accept-Language"))
+	})
+	set := ruleSet(t,
+		config.Rule{Name: "me", PathPrefix: "/me", Bypass: true},
+		config.Rule{Name: "search", PathPrefix: "/search", TTL: config.Duration(time.Minute),
+			Key: &config.RuleKey{Query: "sort", QueryParams: []string{"q", "page"}, QueryMode: "only", Headers: []string{"Accept-Language"}}},
+		config.Rule{Name: "all-query", PathPrefix: "/ignore", TTL: config.Duration(time.Minute), Key: &config.RuleKey{Query: "ignore"}},
+		config.Rule{Name: "force", PathPrefix: "/zero", ForceTTL: config.Duration(time.Minute)},
+		config.Rule{Name: "errors", Status: []int{503}, TTL: config.Duration(time.Minute)},
+		config.Rule{Name: "plain", TTL: config.Duration(time.Minute)},
+	)
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.Rules = set; c.DebugHeaders = true })
+	tests := []struct {
+		name   string
+		first  string // URL of the first request
+		second string // URL of the second request
+		hdr    []string
+		xcache string // of the second request
+		detail string // in the first request's Cache-Status
+	}{
+		{"ttl for a response with no headers", "/plain", "/plain", nil, "HIT", "rule:plain"},
+		{"bypass", "/me", "/me", nil, "BYPASS", "rule:me"},
+		{"query params kept and sorted", "/search?q=a&page=2&utm=x", "/search?page=2&q=a&utm=y", nil, "HIT", "rule:search"},
+		{"another q is another entry", "/search?q=a", "/search?q=b", nil, "MISS", "rule:search"},
+		{"query ignored", "/ignore?a=1", "/ignore?b=2", nil, "HIT", "rule:all-query"},
+		{"force_ttl over max-age=0", "/zero", "/zero", nil, "HIT", "rule:force"},
+		{"never a Set-Cookie response", "/cookie", "/cookie", nil, "MISS", ""},
+		{"never a private response", "/private", "/private", nil, "MISS", ""},
+		{"a status rule caches a 503", "/broken", "/broken", nil, "HIT", "rule:errors"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _ := do(t, "GET", srv.URL+tt.first, tt.hdr...)
+			if cs := resp.Header.Get("Cache-Status"); tt.detail != "" && !strings.Contains(cs, "detail="+tt.detail) {
+				t.Errorf("first: Cache-Status %q; want detail=%s", cs, tt.detail)
+			}
+			resp, body := do(t, "GET", srv.URL+tt.second, tt.hdr...)
+			got := resp.Header.Get("X-Cache")
+			if tt.xcache == "MISS" && got == "BYPASS" {
+				got = "MISS"
+			}
+			if got != tt.xcache {
+				t.Errorf("second: X-Cache %s (%s, key %q, body %q); want %s", resp.Header.Get("X-Cache"), resp.Header.Get("Cache-Status"), resp.Header.Get("X-Cache-Key"), body, tt.xcache)
+			}
+		})
+	}
+	// A header in the key: another Accept-Language is another entry.
+	do(t, "GET", srv.URL+"/search?q=z", "Accept-Language", "fr")
+	if resp, _ := do(t, "GET", srv.URL+"/search?q=z", "Accept-Language", "de"); resp.Header.Get("X-Cache") == "HIT" {
+		t.Errorf("Accept-Language in the key: a de request got the fr entry")
+	}
+	if resp, body := do(t, "GET", srv.URL+"/search?q=z", "Accept-Language", "fr"); resp.Header.Get("X-Cache") != "HIT" || !strings.HasSuffix(body, " fr") {
+		t.Errorf("Accept-Language in the key: fr again got %s %q", resp.Header.Get("X-Cache"), body)
+	}
+}
+
+// RFC 9111 §4.4 reaches entries whose key a rule shaped.
+func TestInvalidationShapedKey(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "v") })
+	set := ruleSet(t, config.Rule{Name: "s", PathPrefix: "/s", TTL: config.Duration(time.Minute), Key: &config.RuleKey{Query: "sort"}})
+	_, srv := newTestProxy(t, o.URL, func(c *Config) { c.Rules = set })
+	do(t, "GET", srv.URL+"/s?b=2&a=1")
+	if resp, _ := do(t, "GET", srv.URL+"/s?a=1&b=2"); resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("sorted query: X-Cache %s; want HIT", resp.Header.Get("X-Cache"))
+	}
+	do(t, "POST", srv.URL+"/s?b=2&a=1")
+	if resp, _ := do(t, "GET", srv.URL+"/s?a=1&b=2"); resp.Header.Get("X-Cache") == "HIT" {
+		t.Errorf("after a POST to the URL: still a HIT")
 	}
 }

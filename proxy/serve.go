@@ -10,6 +10,7 @@ import (
 
 	"dedupcache/cachestore"
 	"dedupcache/policy"
+	"dedupcache/rules"
 )
 
 // serve answers one proxied request: from the cache when it holds a usable
@@ -45,9 +46,29 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, uri := keyParts(r)
+	var rule *rules.Rule
+	if rs := p.live().Rules; rs.Len() > 0 {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet // a HEAD is answered from the GET
+		}
+		if rule = rs.Request(host, uriPath(uri), method); rule != nil {
+			if rule.Bypass {
+				p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "rule:" + rule.String()})
+				return
+			}
+			if rule.Key != nil {
+				uri = shapeKey(rule.Key, uri, r.Header)
+			}
+		}
+	}
+	ruleName := ""
+	if rule != nil {
+		ruleName = rule.String()
+	}
 	h := keyHash(host, uri)
 	if p.live().DebugHeaders {
-		w.Header()["X-Cache-Key"] = []string{keyString(host, uri)}
+		w.Header()["X-Cache-Key"] = []string{printableKey(keyString(host, uri))}
 	}
 	e, fwd := p.lookup(r, host, uri, h)
 	req := noDirectives
@@ -58,7 +79,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	var stale *cachestore.Entry
 	if e != nil {
 		if e.Flags&flagHitForMiss != 0 {
-			p.missAlone(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h, req: req})
+			p.missAlone(w, r, &fill{status: StatusMiss, fwd: "uri-miss", detail: "hit-for-miss", host: host, uri: uri, hash: h, req: req, rule: ruleName})
 			return
 		}
 		now := p.now()
@@ -80,7 +101,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		case policy.ServeStale:
 			p.serveEntry(w, r, e, age, []string{cacheName + "; hit; ttl=" + strconv.FormatInt(int64((fr.Lifetime-age)/time.Second), 10) + "; detail=stale-while-revalidate"}, StatusStale)
 			if !isCachedPOST(r) { // a POST's refresh would need its body kept
-				p.refresh(r, e, &fill{host: host, uri: uri, hash: h, req: req})
+				p.refresh(r, e, &fill{host: host, uri: uri, hash: h, req: req, rule: ruleName})
 			}
 			return
 		}
@@ -93,7 +114,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	f := &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h, stale: stale, req: req}
+	f := &fill{status: StatusMiss, fwd: fwd, host: host, uri: uri, hash: h, stale: stale, req: req, rule: ruleName}
 	if hasDirectives && req.CC.OnlyIfCached {
 		// RFC 9111 §5.2.1.7: nothing usable is stored.
 		p.counts[StatusMiss].Add(1)
