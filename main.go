@@ -310,6 +310,9 @@ func loadConfig(o *options, stderr io.Writer) (config.Config, net.Listener, int)
 			fmt.Fprintln(stderr, err)
 			return cfg, demoLn, exitUsage
 		}
+		if len(cfg.Rules) == 0 {
+			cfg.Rules = demoRules()
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -638,6 +641,18 @@ func setMemoryLimit(maxMemory int64) (int64, bool) {
 }
 
 // printDemo tells a person what to try against the demo.
+// demoRules is the demo's rule set (used when the config has none): the
+// demo API's /legacy/ endpoints send no caching headers, as many internal
+// APIs do, and only this rule caches them.
+func demoRules() []config.Rule {
+	return []config.Rule{{
+		Name:       "demo-legacy",
+		PathPrefix: "/legacy/",
+		TTL:        config.Duration(30 * time.Second),
+		Key:        &config.RuleKey{QueryParams: []string{"sku"}, QueryMode: "only"},
+	}}
+}
+
 func printDemo(w io.Writer, proxyAddr, adminAddr, demoAddr net.Addr) {
 	cache, admin, up := "http://"+dialable(proxyAddr), "http://"+dialable(adminAddr), "http://"+dialable(demoAddr)
 	fmt.Fprintf(w, "dedupcache demo: cache on %s in front of a demo API on %s\n", cache, up)
@@ -646,6 +661,7 @@ func printDemo(w io.Writer, proxyAddr, adminAddr, demoAddr net.Addr) {
 	fmt.Fprintf(tw, "  curl -si %s/users/1000 | grep -i x-cache\t# MISS, but its body is shared: see bodies_unique\n", cache)
 	fmt.Fprintf(tw, "  curl -s -D- -o /dev/null %s/users/3/avatar | grep -i x-cache\t# most users share one default avatar\n", cache)
 	fmt.Fprintf(tw, "  curl -si %s/time | grep -i x-cache\t# no-store: BYPASS\n", cache)
+	fmt.Fprintf(tw, "  curl -si '%s/legacy/stock?sku=3&ts=1' | grep -i cache\t# no caching headers: the rule demo-legacy caches it 30s, keyed on sku only\n", cache)
 	fmt.Fprintf(tw, "  curl -s  %s/api/stats\t# hit ratio, dedup ratio\n", admin)
 	fmt.Fprintf(tw, "  open     %s/\t# live dashboard\n", admin)
 	tw.Flush()
