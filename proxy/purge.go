@@ -98,7 +98,7 @@ func (pg *purger) url(u *url.URL) {
 		hosts = pg.p.index.knownHosts()
 	}
 	for _, host := range hosts {
-		pg.key(host, u.RequestURI())
+		pg.key(host, pg.p.keyedURI(host, u.RequestURI(), nil))
 	}
 }
 

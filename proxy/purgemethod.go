@@ -21,6 +21,7 @@ func (p *Proxy) servePurge(w http.ResponseWriter, r *http.Request, token string)
 		return
 	}
 	host, uri := keyParts(r)
+	uri = p.keyedURI(host, uri, r.Header)
 	pg := p.newPurger()
 	pg.soft = r.Header.Get("Soft-Purge") == "1"
 	pg.key(host, uri)
