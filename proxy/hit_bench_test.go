@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"dedupcache/config"
+	"dedupcache/rules"
 )
 
 // discardWriter is a ResponseWriter that keeps one header map and drops
@@ -140,5 +145,33 @@ func TestVaryHitDoesNotAllocate(t *testing.T) {
 	}
 	if allocs != 0 && !raceEnabled { // the race detector's instrumentation moves the key buffer to the heap
 		t.Errorf("Vary hit allocates %.1f times per request; want 0", allocs)
+	}
+}
+
+// BenchmarkHitWithRules is BenchmarkHit with 20 rules configured, none of
+// which matches /hit: the cost of rule matching on every request.
+func BenchmarkHitWithRules(b *testing.B) {
+	p, req, body := warmHit(b)
+	var rs []config.Rule
+	for i := range 20 {
+		rs = append(rs, config.Rule{Name: fmt.Sprintf("r%d", i), PathPrefix: fmt.Sprintf("/api/v%d/", i), TTL: config.Duration(time.Minute)})
+	}
+	set, err := rules.Compile(rs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := *p.live()
+	l.Rules = set
+	p.Reload(l)
+	h := p.Handler()
+	w := &discardWriter{h: make(http.Header)}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		w.reset()
+		h.ServeHTTP(w, req)
+	}
+	if w.h.Get("X-Cache") != "HIT" {
+		b.Fatalf("not a hit: %v", w.h)
 	}
 }
