@@ -147,8 +147,8 @@ func (p *Proxy) fetchResponse(f *fill, s *stream, resp *http.Response, now time.
 	}
 	s.pend = pend
 	detail := f.detail
-	if detail == "" && f.rule != "" {
-		detail = "rule:" + f.rule
+	if f.rule != "" {
+		detail = "rule:" + f.rule // what made it storable says more than how it was fetched
 	}
 	label(resp.Header, StatusMiss, f.fwd, f.stale != nil || f.fwd == "request", resp.StatusCode, true, detail)
 	shared := maps.Clone(pend.hdr)
