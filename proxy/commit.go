@@ -73,6 +73,14 @@ func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestor
 	merged := policy.UpdateStoredHeader(oldHdr, resp.Header)
 	delete(merged, "Set-Cookie")
 	delete(merged, "Set-Cookie2")
+	if f.stream != nil && p.purgeGen.Load() != f.stream.gen {
+		// Purged while revalidating: refreshing the old entry would bring
+		// back what the purge removed. Its client gets it, nobody else.
+		if sc := resp.Header["Set-Cookie"]; len(sc) > 0 {
+			merged["Set-Cookie"] = sc
+		}
+		return nil, merged
+	}
 	method := f.method
 	if f.post {
 		method = http.MethodGet
@@ -120,6 +128,7 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 	// New keys reach ristretto's map asynchronously: wait, so that the
 	// next request for the key finds it.
 	p.store.Wait()
+	p.toShared(e, primary, vary, tags, ttl)
 }
 
 // tags returns the surrogate keys a response carries in the configured

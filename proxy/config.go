@@ -50,6 +50,8 @@ type Config struct {
 	DefaultTTL time.Duration
 	// DebugHeaders adds X-Cache-Key (the request's cache key) to responses.
 	DebugHeaders bool
+	// Shared is the tier shared with other instances; nil: none.
+	Shared Shared
 	// Rules are the operator's rules (package rules); nil: none.
 	Rules *rules.Set
 	// TrustedProxies are the peers whose X-Forwarded-For is kept (and

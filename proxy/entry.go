@@ -22,6 +22,7 @@ const (
 	flagHitForMiss                        // marker: the URL's response was not storable
 	flagSynthETag                         // the ETag was made by us, not the origin
 	flagIndexed                           // counted in the key index's hosts
+	flagFromShared                        // read from the shared tier (not written back to it)
 )
 
 // entryFreshness rebuilds the policy view of an entry.

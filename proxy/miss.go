@@ -92,6 +92,7 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 		post: f.post, postBody: f.postBody,
 	}
 	s := newStream(p, keyString(f.host, f.uri), ff, cancel)
+	s.gen = p.purgeGen.Load()
 	ff.stream = s
 	ff.in = p.fetchRequest(context.WithValue(ctx, fillKey{}, ff), r, ff)
 	return s
@@ -132,6 +133,17 @@ func (p *Proxy) runFetch(s *stream) {
 	defer stop()
 	defer s.cancel()
 	f := s.fill
+	if e := p.fromShared(f.in.Context(), f); e != nil {
+		if p.sharedHit(s, f, e) {
+			s.end(true)
+			s.release()
+			close(s.done)
+			return
+		}
+		if f.stale == nil || f.stale.Stored < e.Stored {
+			f.stale, f.fwd = e, "stale" // revalidate the shared copy
+		}
+	}
 	k := &sink{s: s, h: make(http.Header)}
 	f.reqTime = p.now()
 	clean := func() (ok bool) {
@@ -176,6 +188,12 @@ func (p *Proxy) commitStream(s *stream) {
 	body, windowed := s.buf, s.windowed
 	s.mu.Unlock()
 	if windowed || s.entry != nil {
+		return
+	}
+	if p.purgeGen.Load() != s.gen {
+		// A purge ran while this response was on its way: it may be what
+		// the purge removed, so it goes to its readers but is not stored.
+		p.streams.forget(s)
 		return
 	}
 	s.entry = p.commit(s.fill, s.pend, body)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"time"
@@ -25,6 +26,12 @@ type PurgeRequest struct {
 	Tags     []string `json:"tag"`
 	All      bool     `json:"all"`
 	Soft     bool     `json:"soft"`
+	// Keys are full cache keys ("host uri"), as the shared tier passes
+	// purges between instances.
+	Keys []string `json:"-"`
+	// Local applies the purge here only: it came from the shared tier,
+	// which has applied it already.
+	Local bool `json:"-"`
 }
 
 // Purge carries out r. A URL that does not parse fails the whole request
@@ -35,6 +42,8 @@ func (p *Proxy) Purge(r PurgeRequest) (PurgeResult, error) {
 			return PurgeResult{}, err
 		}
 	}
+	p.purgeGen.Add(1) // fetches already on their way store nothing
+	defer p.purgeShared(r)
 	pg := p.newPurger()
 	pg.soft = r.Soft
 	if r.All {
@@ -47,6 +56,11 @@ func (p *Proxy) Purge(r PurgeRequest) (PurgeResult, error) {
 	for _, raw := range r.URLs {
 		u, _ := url.Parse(raw)
 		pg.url(u)
+	}
+	for _, k := range r.Keys {
+		if host, uri, ok := strings.Cut(k, " "); ok {
+			pg.key(host, uri)
+		}
 	}
 	for _, prefix := range r.Prefixes {
 		pg.each(func(uri string) bool { return strings.HasPrefix(uri, prefix) })
@@ -199,4 +213,32 @@ func (p *Proxy) PurgeAll() PurgeResult {
 	after := p.bodies.Stats()
 	p.purged.Add(n)
 	return PurgeResult{PurgedEntries: int(n), FreedBytes: before.DataBytes - after.DataBytes}
+}
+
+// purgeShared passes a purge made here to the shared tier, URLs as full
+// keys (a URL without a host on every host this instance has entries for).
+func (p *Proxy) purgeShared(r PurgeRequest) {
+	sh := p.cfg.Shared
+	if sh == nil || r.Local {
+		return
+	}
+	keys := r.Keys
+	for _, raw := range r.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		hosts := []string{strings.ToLower(u.Host)}
+		if u.Host == "" {
+			hosts = p.index.knownHosts()
+		}
+		for _, host := range hosts {
+			keys = append(keys, keyString(host, p.keyedURI(host, u.RequestURI(), nil)))
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, sharedTimeout)
+	defer cancel()
+	if err := sh.Purge(ctx, PurgeRequest{Keys: keys, Prefixes: r.Prefixes, Tags: r.Tags, All: r.All, Soft: r.Soft}); err != nil {
+		p.log.Warn("shared tier purge failed", "err", err)
+	}
 }

@@ -22,10 +22,12 @@ func (p *Proxy) servePurge(w http.ResponseWriter, r *http.Request, token string)
 	}
 	host, uri := keyParts(r)
 	uri = p.keyedURI(host, uri, r.Header)
+	p.purgeGen.Add(1)
 	pg := p.newPurger()
 	pg.soft = r.Header.Get("Soft-Purge") == "1"
 	pg.key(host, uri)
 	res := pg.result()
+	p.purgeShared(PurgeRequest{Keys: []string{keyString(host, uri)}, Soft: pg.soft})
 	p.log.Info("purge", "method", "PURGE", "host", host, "uri", uri, "soft", pg.soft, "purged_entries", res.PurgedEntries)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)

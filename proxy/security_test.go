@@ -719,3 +719,47 @@ func TestFailedFetchAnswersWaiters(t *testing.T) {
 		t.Errorf("origin requests: %d; want 1", got)
 	}
 }
+
+// A purge that runs while a fetch is on its way keeps that fetch's
+// response out of the store: it may be the content the purge removed.
+func TestPurgeRacingFill(t *testing.T) {
+	release := make(chan struct{})
+	var n atomic.Int64
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if n.Add(1) == 1 {
+			w.Header().Set("Content-Length", "3")
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			<-release
+			_, _ = io.WriteString(w, "old")
+			return
+		}
+		_, _ = io.WriteString(w, "new")
+	})
+	p, srv := newTestProxy(t, o.URL, nil)
+	done := make(chan string)
+	go func() {
+		resp, err := http.Get(srv.URL + "/race")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	for n.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := p.Purge(PurgeRequest{URLs: []string{"/race"}}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-done; got != "old" {
+		t.Errorf("the request in flight got %q; want its own response, old", got)
+	}
+	if _, body := do(t, "GET", srv.URL+"/race"); body != "new" {
+		t.Errorf("after the purge: %q; want new (the old response came back)", body)
+	}
+}

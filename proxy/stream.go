@@ -53,6 +53,7 @@ type stream struct {
 	varyKey   string        // kindStore with Vary: the leader's variant
 	varyNames []string      // kindStore: the response's Vary names
 	took      time.Duration // the upstream exchange's latency
+	gen       uint64        // Proxy.purgeGen when the fetch began
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change below

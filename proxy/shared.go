@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"dedupcache/cachestore"
+	"dedupcache/dedupbody"
+	"dedupcache/policy"
+)
+
+// Shared is a second cache tier that several instances share (Redis,
+// through package redistier; main adapts it). The proxy asks it on an
+// in-process miss before the origin, inside the key's fetch (so one read
+// per key per instance at a time), and hands it every response it stores.
+// Every method must return quickly whatever the tier's state: a tier that
+// is down answers misses.
+type Shared interface {
+	// Get returns the entry stored under a full cache key.
+	Get(ctx context.Context, key string) (SharedEntry, bool)
+	// VaryNames returns the Vary field names stored for a primary key.
+	VaryNames(ctx context.Context, primary string) ([]string, bool)
+	// Put stores e under key (asynchronously); varyOf and varyNames are set
+	// for a variant (the primary key and its Vary names).
+	Put(key, varyOf string, varyNames []string, e SharedEntry, ttl time.Duration)
+	// Purge applies a purge in the tier and tells the other instances.
+	Purge(ctx context.Context, r PurgeRequest) error
+}
+
+// SharedEntry is a stored response as the shared tier keeps it: the entry's
+// fields, its rendered header block and its body.
+type SharedEntry struct {
+	Status                                            int
+	Header, Body                                      []byte
+	Stored, Date                                      int64
+	Flags                                             uint32
+	Lifetime, InitialAge, StaleRevalidate, StaleError int32
+	Tags                                              []string
+}
+
+// sharedTimeout bounds the shared tier's part of a miss.
+const sharedTimeout = 200 * time.Millisecond
+
+// toShared hands a stored entry to the shared tier (not one that came from
+// it). The body and header bytes are immutable and shared, not copied.
+func (p *Proxy) toShared(e *cachestore.Entry, primary string, vary []string, tags []string, ttl time.Duration) {
+	sh := p.cfg.Shared
+	if sh == nil || e.Flags&flagFromShared != 0 {
+		return
+	}
+	varyOf := ""
+	if e.Key != primary {
+		varyOf = primary
+	}
+	sh.Put(e.Key, varyOf, vary, SharedEntry{
+		Status: int(e.Status), Header: e.Header.Bytes(), Body: e.Body.Bytes(),
+		Stored: e.Stored, Date: e.Date, Flags: e.Flags &^ (flagIndexed | flagFromShared),
+		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
+		Tags: tags,
+	}, ttl)
+}
+
+// fromShared looks f's key up in the shared tier and, if it holds the
+// response, stores it in-process and returns its entry (fresh or not: a
+// stale one is revalidated). The variant is chosen from f's request.
+func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
+	sh := p.cfg.Shared
+	if sh == nil || f.post {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	defer cancel()
+	primary := keyString(f.host, f.uri)
+	key, vary := primary, []string(nil)
+	se, ok := sh.Get(ctx, primary)
+	if !ok {
+		names, found := sh.VaryNames(ctx, primary)
+		if !found {
+			return nil
+		}
+		vary = names
+		key = variantKey(primary, policy.VaryKey(names, f.reqHeader))
+		if se, ok = sh.Get(ctx, key); !ok {
+			return nil
+		}
+	}
+	e := &cachestore.Entry{
+		Key:             key,
+		Header:          p.headers.Put(se.Header, dedupbody.Sum(se.Header), parseBlock),
+		Body:            p.bodies.Put(se.Body, dedupbody.Sum(se.Body), nil),
+		Stored:          se.Stored,
+		Date:            se.Date,
+		Status:          int32(se.Status),
+		Flags:           se.Flags&^flagIndexed | flagFromShared,
+		Lifetime:        se.Lifetime,
+		InitialAge:      se.InitialAge,
+		StaleRevalidate: se.StaleRevalidate,
+		StaleError:      se.StaleError,
+	}
+	if entryFields(e) == nil {
+		e.Header.Release()
+		e.Body.Release()
+		return nil // not a header block of ours
+	}
+	p.shared.hits.Add(1)
+	fr := entryFreshness(e)
+	p.put(f, e, primary, fr, se.Tags, vary...)
+	return e
+}
+
+// sharedStats count what the shared tier answered.
+type sharedStats struct {
+	hits atomic.Int64 // fetches answered from the shared tier
+}
+
+// sharedHit answers a fetch from an entry the shared tier held, if it is
+// fresh for f's request; it reports whether it did.
+func (p *Proxy) sharedHit(s *stream, f *fill, e *cachestore.Entry) bool {
+	age := entryAge(e, p.now())
+	fr := entryFreshness(e)
+	if action, _ := policy.Evaluate(f.req, fr, age); action != policy.Serve {
+		return false
+	}
+	s.entry, s.entryAs = e, StatusHit
+	s.entryCS = fmt.Sprintf("%s; hit; ttl=%d; detail=shared", cacheName, int64((fr.Lifetime-age)/time.Second))
+	p.streams.forget(s)
+	s.decided(kindEntry)
+	return true
+}
