@@ -60,6 +60,7 @@ var flagFields = map[string]string{
 	"listen":     "listen",
 	"admin":      "admin.listen",
 	"metrics":    "metrics.listen",
+	"redis":      "shared.redis_url",
 	"max-memory": "cache.max_memory",
 	"log-level":  "log.level",
 	"log-format": "log.format",
@@ -204,6 +205,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.String("listen", def.Listen, "proxy listen `address`")
 	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
 	fs.String("metrics", def.Metrics.Listen, "read-only listen `address` for /metrics, /healthz and /readyz (no token); empty: none")
+	fs.String("redis", def.Shared.RedisURL, "shared tier `URL` (redis://host:port, rediss://, Sentinel, Cluster); empty: none")
 	maxMemory := def.Cache.MaxMemory
 	fs.Var(&maxMemory, "max-memory", "`size` bound on everything the cache holds, e.g. 256MiB or 2GB")
 	fs.String("log-level", def.Log.Level, "log `level`: debug, info, warn or error")

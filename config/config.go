@@ -34,6 +34,7 @@ type Config struct {
 
 	Admin            Admin            `yaml:"admin"`
 	Metrics          Metrics          `yaml:"metrics"`
+	Shared           Shared           `yaml:"shared"`
 	Cache            Cache            `yaml:"cache"`
 	UpstreamTimeouts UpstreamTimeouts `yaml:"upstream_timeouts"`
 	Server           Server           `yaml:"server"`
@@ -74,6 +75,21 @@ type Metrics struct {
 	// Listen is the metrics listener, host:port; empty (the default) means
 	// none. Any address is allowed, loopback or not.
 	Listen string `yaml:"listen"`
+}
+
+// Shared configures the tier shared by several instances (Redis or
+// Valkey): an in-process miss asks it before the origin, stored responses
+// are written to it, and purges reach every instance through it.
+type Shared struct {
+	// RedisURL locates the server: redis://[user:pass@]host:port[/db],
+	// rediss:// for TLS, more Cluster seeds as ?addr=host:port, Sentinel as
+	// redis://sentinel:26379?master_set=NAME. Empty (the default): no
+	// shared tier.
+	RedisURL string `yaml:"redis_url"`
+	// Namespace prefixes every key; instances share data only within one.
+	Namespace string `yaml:"namespace"`
+	// Timeout bounds every call to Redis; past it the call is a miss.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Cache configures what is stored and for how long.
@@ -197,6 +213,7 @@ func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
 		Admin:  Admin{Listen: "127.0.0.1:9091", AllowedHosts: []string{}},
+		Shared: Shared{Namespace: "dc:1:", Timeout: Duration(50 * time.Millisecond)},
 		Cache: Cache{
 			MaxMemory:            256 * MiB,
 			MaxObjectSize:        8 * MiB,

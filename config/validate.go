@@ -113,6 +113,7 @@ func (c Config) Validate() error {
 		v.oneOf("log.access_format", c.Log.AccessFormat, "combined", "text", "json")
 	}
 	v.metrics()
+	v.shared()
 	v.rules(c.Rules)
 	return errors.Join(v.errs...)
 }
@@ -234,6 +235,23 @@ func (v *checker) fail(field, format string, args ...any) {
 
 // metrics checks the metrics section: an optional address that no other
 // listener uses.
+func (v *checker) shared() {
+	s := v.c.Shared
+	if s.RedisURL != "" {
+		u, err := url.Parse(s.RedisURL)
+		switch {
+		case err != nil:
+			v.fail("shared.redis_url", "%s: %v", quote(s.RedisURL), err)
+		case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+			v.fail("shared.redis_url", "%s: want redis://, rediss:// or unix://", quote(s.RedisURL))
+		}
+	}
+	if s.Namespace == "" {
+		v.fail("shared.namespace", "empty: want a key prefix such as \"dc:1:\"")
+	}
+	v.positive("shared.timeout", s.Timeout)
+}
+
 func (v *checker) metrics() {
 	m := v.c.Metrics.Listen
 	if m == "" {

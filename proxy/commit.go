@@ -128,7 +128,7 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 	// New keys reach ristretto's map asynchronously: wait, so that the
 	// next request for the key finds it.
 	p.store.Wait()
-	p.toShared(e, primary, vary, tags, ttl)
+	p.toShared(f, e, primary, vary, tags, ttl)
 }
 
 // tags returns the surrogate keys a response carries in the configured

@@ -31,6 +31,8 @@ type fill struct {
 
 	rule string // the rule that shaped the request, for Cache-Status
 
+	sharedToken any // from the shared tier's Get, for its Put
+
 	post     bool              // a POST cached by operator opt-in (see post.go)
 	postBody []byte            // its body, sent again by the fetch
 	stale    *cachestore.Entry // a stored response being revalidated, or nil

@@ -18,13 +18,15 @@ import (
 // Every method must return quickly whatever the tier's state: a tier that
 // is down answers misses.
 type Shared interface {
-	// Get returns the entry stored under a full cache key.
-	Get(ctx context.Context, key string) (SharedEntry, bool)
+	// Get returns the entry stored under a full cache key, and a token
+	// (even on a miss) that a Put of the response fetched next for the key
+	// must carry: a purge in between makes that Put a no-op.
+	Get(ctx context.Context, key string) (e SharedEntry, token any, ok bool)
 	// VaryNames returns the Vary field names stored for a primary key.
 	VaryNames(ctx context.Context, primary string) ([]string, bool)
 	// Put stores e under key (asynchronously); varyOf and varyNames are set
 	// for a variant (the primary key and its Vary names).
-	Put(key, varyOf string, varyNames []string, e SharedEntry, ttl time.Duration)
+	Put(key string, token any, varyOf string, varyNames []string, e SharedEntry, ttl time.Duration)
 	// Purge applies a purge in the tier and tells the other instances.
 	Purge(ctx context.Context, r PurgeRequest) error
 }
@@ -45,16 +47,16 @@ const sharedTimeout = 200 * time.Millisecond
 
 // toShared hands a stored entry to the shared tier (not one that came from
 // it). The body and header bytes are immutable and shared, not copied.
-func (p *Proxy) toShared(e *cachestore.Entry, primary string, vary []string, tags []string, ttl time.Duration) {
+func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []string, tags []string, ttl time.Duration) {
 	sh := p.cfg.Shared
-	if sh == nil || e.Flags&flagFromShared != 0 {
-		return
+	if sh == nil || e.Flags&flagFromShared != 0 || f.sharedToken == nil {
+		return // not asked first (a POST), or it came from there
 	}
 	varyOf := ""
 	if e.Key != primary {
 		varyOf = primary
 	}
-	sh.Put(e.Key, varyOf, vary, SharedEntry{
+	sh.Put(e.Key, f.sharedToken, varyOf, vary, SharedEntry{
 		Status: int(e.Status), Header: e.Header.Bytes(), Body: e.Body.Bytes(),
 		Stored: e.Stored, Date: e.Date, Flags: e.Flags &^ (flagIndexed | flagFromShared),
 		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
@@ -74,7 +76,8 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 	defer cancel()
 	primary := keyString(f.host, f.uri)
 	key, vary := primary, []string(nil)
-	se, ok := sh.Get(ctx, primary)
+	se, token, ok := sh.Get(ctx, primary)
+	f.sharedToken = token
 	if !ok {
 		names, found := sh.VaryNames(ctx, primary)
 		if !found {
@@ -82,9 +85,11 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		}
 		vary = names
 		key = variantKey(primary, policy.VaryKey(names, f.reqHeader))
-		if se, ok = sh.Get(ctx, key); !ok {
+		if se, token, ok = sh.Get(ctx, key); !ok {
+			f.sharedToken = token
 			return nil
 		}
+		f.sharedToken = token
 	}
 	e := &cachestore.Entry{
 		Key:             key,
