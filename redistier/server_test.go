@@ -222,7 +222,6 @@ func readReply(r *bufio.Reader, out *[]string) error {
 	return nil
 }
 
-
 // testCtx is a context bounded for a whole test step.
 func testCtx(tb testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
