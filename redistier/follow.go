@@ -73,12 +73,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// follower is Follow's position in the log: the last entry ID read and
-// the incarnation of the log it was read from.
+// follower is Follow's position in the log: the last entry read, its
+// sequence number, and the incarnation of the log it was read from.
 type follower struct {
 	t       *Tier
 	apply   func(Purge)
-	last    string // "" before the first check
+	last    string // entry ID; "" before the first check
+	lastN   int64  // its sequence number
 	inc     string
 	checked bool
 }
@@ -90,43 +91,42 @@ func (f *follower) missed(why string) {
 }
 
 // check compares the log with the follower's position, after a start or a
-// failure: the incarnation must be the same and nothing after the last ID
-// read may have been trimmed.
+// failure: the incarnation must be the same, and the first entry kept
+// after the last one read must be the next in sequence (nothing was
+// trimmed in between).
 func (f *follower) check(ctx context.Context, c rueidis.Client) error {
 	t := f.t
 	cctx, cancel := t.callCtx(ctx)
 	defer cancel()
 	fresh := nonce()
-	inc, err := logIncarnation.Exec(cctx, c, []string{t.incKey()}, []string{string(fresh[:])}).ToString()
+	st, err := logState.Exec(cctx, c, []string{t.streamKey(), t.incKey()}, []string{string(fresh[:]), f.last}).ToArray()
 	if !t.result(err) {
 		return err
 	}
-	info, err := c.Do(cctx, c.B().XinfoStream().Key(t.streamKey()).Build()).AsMap()
-	lastGen, maxDel := "0-0", "0-0"
-	if err == nil {
-		if v, ok := info["last-generated-id"]; ok {
-			lastGen, _ = v.ToString()
-		}
-		if v, ok := info["max-deleted-entry-id"]; ok {
-			maxDel, _ = v.ToString()
-		}
-	} else if e, ok := rueidis.IsRedisErr(err); !ok || !strings.Contains(e.Error(), "no such key") {
-		t.result(err)
-		return err
+	if len(st) != 4 {
+		return errProto(nil)
 	}
-	t.result(nil)
+	inc, _ := st[0].ToString()
+	n, _ := st[1].AsInt64()
+	tail, _ := st[2].ToString()
+	nextN, _ := st[3].AsInt64()
 	switch {
 	case f.last == "":
 		// First start: follow from now on.
-		f.last, f.inc = lastGen, inc
+		f.last, f.lastN, f.inc = tail, n, inc
 	case inc != f.inc:
-		f.missed("purge log replaced")
-		f.last, f.inc = "0-0", inc
-	case compareID(maxDel, f.last) > 0:
-		f.missed("purge log trimmed past the last entry read")
-	case compareID(lastGen, f.last) < 0:
+		f.missed("purge log replaced (Redis lost it)")
+		f.last, f.lastN, f.inc = "0-0", 0, inc
+	case n < f.lastN:
 		f.missed("purge log went back")
-		f.last = "0-0"
+		f.last, f.lastN = tail, n
+	case n > f.lastN && nextN != f.lastN+1:
+		f.missed("purge log trimmed past the last entry read")
+		if nextN > 0 {
+			f.lastN = nextN - 1
+		} else {
+			f.last, f.lastN = tail, n
+		}
 	}
 	return nil
 }
@@ -149,13 +149,16 @@ func (f *follower) read(ctx context.Context, c rueidis.Client) error {
 		return err
 	}
 	for _, e := range res[t.streamKey()] {
-		if s := e.FieldValues["s"]; s != f.inc {
-			// Written to another incarnation of the log than the one
-			// checked: Redis lost the log since.
-			f.missed("purge log replaced")
-			f.inc = s
+		n, _ := strconv.ParseInt(e.FieldValues["n"], 10, 64)
+		switch {
+		case e.FieldValues["s"] != f.inc:
+			// Another incarnation of the log than the one checked.
+			f.missed("purge log replaced (Redis lost it)")
+			f.inc = e.FieldValues["s"]
+		case n != f.lastN+1:
+			f.missed("purge log trimmed past the last entry read")
 		}
-		f.last = e.ID
+		f.last, f.lastN = e.ID, n
 		if ms, err := strconv.ParseInt(strings.SplitN(e.ID, "-", 2)[0], 10, 64); err == nil {
 			t.st.streamLag.Store(int64(time.Since(time.UnixMilli(ms))))
 		}

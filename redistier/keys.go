@@ -21,7 +21,8 @@ import (
 //	                     of everything); p:PREFIX: Redis time (ms) of a
 //	                     prefix purge
 //	N{log}s      STREAM  the purge log
-//	N{log}i      STRING  the purge log's incarnation (random nonce)
+//	N{log}i      HASH    the purge log's incarnation (random nonce) and
+//	                     last sequence number
 //
 // K is the hex of the first 16 bytes of SHA-256(primary), V the same of the
 // full key, T of the tag. Hashing keeps key names short and free of

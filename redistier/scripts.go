@@ -97,26 +97,45 @@ if n > tonumber(ARGV[4]) then
 end
 return 1`)
 
-// appendLog appends a purge to the log: KEYS stream, incarnation; ARGV[1]
-// an incarnation to create if there is none, ARGV[2] instance, ARGV[3] the
-// purge, ARGV[4] retention (ms). Entries older than the retention are
-// trimmed. Returns the entry ID.
+// appendLog appends a purge to the log: KEYS stream, state; ARGV[1] an
+// incarnation to create if there is none, ARGV[2] instance, ARGV[3] the
+// purge, ARGV[4] retention (ms). Each entry carries the incarnation and a
+// sequence number, so a follower sees a gap. Entries older than the
+// retention are trimmed. Returns the entry ID.
 var appendLog = rueidis.NewLuaScript(`
-local inc = redis.call('GET', KEYS[2])
+local inc = redis.call('HGET', KEYS[2], 'inc')
 if not inc then
   inc = ARGV[1]
-  redis.call('SET', KEYS[2], inc)
+  redis.call('HSET', KEYS[2], 'inc', inc, 'n', 0)
 end
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
-return redis.call('XADD', KEYS[1], 'MINID', '~', now - tonumber(ARGV[4]), '*', 'i', ARGV[2], 's', inc, 'p', ARGV[3])`)
+return redis.call('XADD', KEYS[1], 'MINID', now - tonumber(ARGV[4]), '*',
+  'i', ARGV[2], 's', inc, 'n', n, 'p', ARGV[3])`)
 
-// logIncarnation returns the log's incarnation, creating it (ARGV[1]) if
-// there is none: KEYS[1] incarnation.
-var logIncarnation = rueidis.NewLuaScript(`
-local inc = redis.call('GET', KEYS[1])
+// logState returns what a follower checks its position against: KEYS
+// stream, state; ARGV[1] an incarnation to create if there is none, ARGV[2]
+// the last ID the follower read ('' for none). Returns the incarnation,
+// the last sequence number appended, the ID of the newest entry kept
+// ('0-0' for none) and the sequence number of the first entry kept after
+// ARGV[2] (-1 for none).
+var logState = rueidis.NewLuaScript(`
+local inc = redis.call('HGET', KEYS[2], 'inc')
 if not inc then
   inc = ARGV[1]
-  redis.call('SET', KEYS[1], inc)
+  redis.call('HSET', KEYS[2], 'inc', inc, 'n', 0)
 end
-return inc`)
+local n = tonumber(redis.call('HGET', KEYS[2], 'n'))
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local tailID = '0-0'
+if #tail > 0 then tailID = tail[1][1] end
+local nextN = -1
+if ARGV[2] ~= '' then
+  local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', 1)
+  if #e > 0 then
+    local f = e[1][2]
+    for i = 1, #f, 2 do if f[i] == 'n' then nextN = tonumber(f[i+1]) end end
+  end
+end
+return {inc, n, tailID, nextN}`)
