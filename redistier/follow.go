@@ -175,32 +175,3 @@ func (f *follower) read(ctx context.Context, c rueidis.Client) error {
 	}
 	return nil
 }
-
-// compareID orders stream IDs "ms-seq".
-func compareID(a, b string) int {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	switch {
-	case am != bm:
-		return cmp(am, bm)
-	default:
-		return cmp(as, bs)
-	}
-}
-
-func splitID(id string) (ms, seq uint64) {
-	m, s, _ := strings.Cut(id, "-")
-	ms, _ = strconv.ParseUint(m, 10, 64)
-	seq, _ = strconv.ParseUint(s, 10, 64)
-	return
-}
-
-func cmp(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}

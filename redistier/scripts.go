@@ -116,7 +116,7 @@ return redis.call('XADD', KEYS[1], 'MINID', now - tonumber(ARGV[4]), '*',
 
 // logState returns what a follower checks its position against: KEYS
 // stream, state; ARGV[1] an incarnation to create if there is none, ARGV[2]
-// the last ID the follower read ('' for none). Returns the incarnation,
+// the last ID the follower read (” for none). Returns the incarnation,
 // the last sequence number appended, the ID of the newest entry kept
 // ('0-0' for none) and the sequence number of the first entry kept after
 // ARGV[2] (-1 for none).

@@ -3,7 +3,6 @@ package redistier
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -220,11 +219,4 @@ func readReply(r *bufio.Reader, out *[]string) error {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
-}
-
-// testCtx is a context bounded for a whole test step.
-func testCtx(tb testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
 }
