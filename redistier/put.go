@@ -149,7 +149,7 @@ func (t *Tier) write(r putReq) error {
 	}
 
 	// The body, before anything points at it.
-	if len(r.body) <= t.cfg.InlineMax {
+	if len(r.body) <= t.cfg.InlineMax { // InlineMax < 0: never inline
 		e.inline = r.body
 		if e.inline == nil {
 			e.inline = []byte{}
