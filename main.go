@@ -42,6 +42,7 @@ import (
 	"dedupcache/demo"
 	"dedupcache/policy"
 	"dedupcache/proxy"
+	"dedupcache/redistier"
 	"dedupcache/rules"
 )
 
@@ -430,15 +431,19 @@ func accessFormat(s string) proxy.AccessFormat {
 // app is the running process: the proxy, its admin side and the servers in
 // front of them.
 type app struct {
-	cfg     config.Config // as started; reload compares against it
-	level   *slog.LevelVar
-	logger  *slog.Logger
-	proxy   *proxy.Proxy
-	admin   *admin.Admin
-	servers []*named // proxy, admin, then metrics if configured
-	demo    *named   // nil without -demo
-	failed  chan error
-	serving sync.WaitGroup
+	cfg    config.Config // as started; reload compares against it
+	level  *slog.LevelVar
+	logger *slog.Logger
+	proxy  *proxy.Proxy
+	admin  *admin.Admin
+	tier   *redistier.Tier // nil without shared.redis_url
+	// stopFollow ends the goroutine applying other instances' purges.
+	stopFollow func()
+	following  sync.WaitGroup
+	servers    []*named // proxy, admin, then metrics if configured
+	demo       *named   // nil without -demo
+	failed     chan error
+	serving    sync.WaitGroup
 }
 
 // build binds the listeners and makes the proxy, the admin side and the
@@ -480,8 +485,23 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 	pcfg.Logger = logger
 	pcfg.AccessLogOut = accessOut
 	pcfg.ObserveUpstream = latency.Observe
+	var tier *redistier.Tier
+	if cfg.Shared.RedisURL != "" {
+		// New never fails because Redis is down: the tier starts with its
+		// breaker open and probes.
+		if tier, err = redistier.New(context.Background(), redistier.Config{
+			URL: cfg.Shared.RedisURL, Namespace: cfg.Shared.Namespace,
+			Timeout: time.Duration(cfg.Shared.Timeout), Logger: logger.With("tier", "shared"),
+		}); err != nil {
+			return nil, fmt.Errorf("shared tier: %w", err)
+		}
+		pcfg.Shared = sharedTier{tier}
+	}
 	p, err := proxy.New(pcfg)
 	if err != nil {
+		if tier != nil {
+			tier.Close()
+		}
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	adm := admin.New(p, admin.Config{
@@ -494,7 +514,24 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 		Build:        buildInfo(),
 	})
 
-	a := &app{cfg: cfg, level: level, logger: logger, proxy: p, admin: adm}
+	a := &app{cfg: cfg, level: level, logger: logger, proxy: p, admin: adm, tier: tier}
+	if tier != nil {
+		// Purges made by other instances, applied here only; when the
+		// tier cannot prove none was missed it asks for everything to be
+		// marked stale.
+		ctx, stop := context.WithCancel(context.Background())
+		a.stopFollow = stop
+		a.following.Add(1)
+		go func() {
+			defer a.following.Done()
+			tier.Follow(ctx, func(pg redistier.Purge) {
+				if pg.Missed {
+					logger.Warn("shared tier: purges may have been missed; marking every entry stale")
+				}
+				_, _ = p.Purge(proxy.PurgeRequest{Keys: pg.Keys, Prefixes: pg.Prefixes, Tags: pg.Tags, All: pg.All, Soft: pg.Soft, Local: true})
+			})
+		}()
+	}
 	a.servers = []*named{
 		{"proxy", newServer(cfg.Server, p.Handler(), logger.With("server", "proxy")), proxyLn},
 		{"admin", newServer(cfg.Server, adm.Handler(), logger.With("server", "admin")), adminLn},
@@ -561,7 +598,14 @@ func (a *app) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.Server.ShutdownTimeout))
 	defer cancel()
 	shutdown(ctx, a.logger, a.servers...)
+	if a.tier != nil {
+		a.stopFollow()
+		a.following.Wait()
+	}
 	a.proxy.Close()
+	if a.tier != nil {
+		a.tier.Close() // after the proxy: its last puts are queued
+	}
 	if a.demo != nil {
 		shutdown(ctx, a.logger, a.demo)
 	}
@@ -786,4 +830,36 @@ func healthcheck(url string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", url, resp.Status)
 	return exitOK
+}
+
+// sharedTier adapts the Redis tier to the proxy's Shared interface.
+type sharedTier struct{ t *redistier.Tier }
+
+func (s sharedTier) Get(ctx context.Context, key string) (proxy.SharedEntry, any, bool) {
+	rec, body, gen, ok := s.t.Get(ctx, key, nil)
+	if !ok {
+		return proxy.SharedEntry{}, gen, false
+	}
+	return proxy.SharedEntry{
+		Status: rec.Status, Header: rec.Header, Body: body, Stored: rec.Stored, Date: rec.Date, Flags: rec.Flags,
+		Lifetime: rec.Lifetime, InitialAge: rec.InitialAge, StaleRevalidate: rec.StaleRevalidate, StaleError: rec.StaleError,
+		Tags: rec.Tags,
+	}, gen, true
+}
+
+func (s sharedTier) VaryNames(ctx context.Context, primary string) ([]string, bool) {
+	return s.t.VaryNames(ctx, primary)
+}
+
+func (s sharedTier) Put(key string, token any, varyOf string, names []string, e proxy.SharedEntry, ttl time.Duration) {
+	gen, _ := token.(redistier.Gen)
+	s.t.Put(key, gen, varyOf, names, redistier.Record{
+		Status: e.Status, Header: e.Header, Stored: e.Stored, Date: e.Date, Flags: e.Flags,
+		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
+		Tags: e.Tags,
+	}, e.Body, ttl)
+}
+
+func (s sharedTier) Purge(ctx context.Context, r proxy.PurgeRequest) error {
+	return s.t.Purge(ctx, redistier.Purge{Keys: r.Keys, Prefixes: r.Prefixes, Tags: r.Tags, All: r.All, Soft: r.Soft})
 }
