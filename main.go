@@ -863,3 +863,14 @@ func (s sharedTier) Put(key string, token any, varyOf string, names []string, e 
 func (s sharedTier) Purge(ctx context.Context, r proxy.PurgeRequest) error {
 	return s.t.Purge(ctx, redistier.Purge{Keys: r.Keys, Prefixes: r.Prefixes, Tags: r.Tags, All: r.All, Soft: r.Soft})
 }
+
+func (s sharedTier) Stats() proxy.SharedStats {
+	st := s.t.Stats()
+	return proxy.SharedStats{
+		Healthy: s.t.Healthy(), Hits: int64(st.Hits), Misses: int64(st.Misses), Errors: int64(st.Errors),
+		Timeouts: int64(st.Timeouts), BodiesFetched: int64(st.BodiesFetched), PutsWritten: int64(st.PutsWritten),
+		PutsDropped: int64(st.PutsDropped), BytesUploaded: st.BytesUploaded, BytesNotUploaded: st.BytesNotUploaded,
+		PurgesSent: int64(st.PurgesSent), PurgesApplied: int64(st.PurgesApplied), PurgesMissed: int64(st.PurgesMissed),
+		StreamLagSeconds: st.StreamLag.Seconds(),
+	}
+}

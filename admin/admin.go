@@ -172,5 +172,11 @@ func (a *Admin) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = c.Close()
+	if sh := a.src.Stats().Shared; sh != nil && !sh.Healthy {
+		// Ready all the same: without the shared tier the cache serves from
+		// memory and the origin.
+		_, _ = io.WriteString(w, "ready (shared tier unreachable: serving from memory and the origin)\n")
+		return
+	}
 	_, _ = io.WriteString(w, "ready\n")
 }

@@ -107,6 +107,16 @@ func newStatsMetric(name, help string, typ prometheus.ValueType, labels []string
 	}
 }
 
+// sharedValue is the collect function of an unlabelled shared-tier metric:
+// no sample without a shared tier.
+func sharedValue(f func(*proxy.SharedStats) float64) func(*proxy.Stats, func(float64, ...string)) {
+	return func(st *proxy.Stats, emit func(float64, ...string)) {
+		if st.Shared != nil {
+			emit(f(st.Shared))
+		}
+	}
+}
+
 // statsValue is the collect function of an unlabelled metric.
 func statsValue(f func(*proxy.Stats) int64) func(*proxy.Stats, func(float64, ...string)) {
 	return func(st *proxy.Stats, emit func(float64, ...string)) { emit(float64(f(st))) }
@@ -121,6 +131,48 @@ func statsValue(f func(*proxy.Stats) int64) func(*proxy.Stats, func(float64, ...
 // (the upstream latency histogram, for one) belong in their own collector
 // registered in [Admin.newRegistry].
 var statsMetrics = []statsMetric{
+	newStatsMetric("shared_up", "1 when the shared tier is reachable (its circuit breaker closed), 0 when not; absent without one.",
+		prometheus.GaugeValue, nil, sharedValue(func(s *proxy.SharedStats) float64 {
+			if s.Healthy {
+				return 1
+			}
+			return 0
+		})),
+	newStatsMetric("shared_reads_total", "Shared tier reads, by result (hit, miss, error, timeout).",
+		prometheus.CounterValue, []string{"result"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Shared; s != nil {
+				emit(float64(s.Hits), "hit")
+				emit(float64(s.Misses), "miss")
+				emit(float64(s.Errors), "error")
+				emit(float64(s.Timeouts), "timeout")
+			}
+		}),
+	newStatsMetric("shared_puts_total", "Responses handed to the shared tier, by outcome (written, dropped).",
+		prometheus.CounterValue, []string{"outcome"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Shared; s != nil {
+				emit(float64(s.PutsWritten), "written")
+				emit(float64(s.PutsDropped), "dropped")
+			}
+		}),
+	newStatsMetric("shared_body_bytes_total", "Body bytes uploaded to the shared tier, and not uploaded because another instance had stored the body (fleet dedup).",
+		prometheus.CounterValue, []string{"kind"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Shared; s != nil {
+				emit(float64(s.BytesUploaded), "uploaded")
+				emit(float64(s.BytesNotUploaded), "not_uploaded")
+			}
+		}),
+	newStatsMetric("shared_bodies_fetched_total", "Bodies downloaded from the shared tier.",
+		prometheus.CounterValue, nil, sharedValue(func(s *proxy.SharedStats) float64 { return float64(s.BodiesFetched) })),
+	newStatsMetric("shared_purges_total", "Purges sent to the other instances, applied from them, and times everything was marked stale because purges may have been missed.",
+		prometheus.CounterValue, []string{"kind"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Shared; s != nil {
+				emit(float64(s.PurgesSent), "sent")
+				emit(float64(s.PurgesApplied), "applied")
+				emit(float64(s.PurgesMissed), "missed")
+			}
+		}),
+	newStatsMetric("shared_purge_log_lag_seconds", "How far this instance's purge follower is behind the purge log.",
+		prometheus.GaugeValue, nil, sharedValue(func(s *proxy.SharedStats) float64 { return s.StreamLagSeconds })),
 	newStatsMetric("requests_total", "Requests answered, by cache result (hit, miss, stale, bypass).",
 		prometheus.CounterValue, []string{"result"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.Hits), "hit")

@@ -209,3 +209,43 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 		}
 	}
 }
+
+// sharedSource is a Source whose stats include a shared tier.
+type sharedSource struct {
+	fakeSource
+	sh proxy.SharedStats
+}
+
+func (s *sharedSource) Stats() proxy.Stats { return proxy.Stats{Shared: &s.sh} }
+
+// TestSharedMetrics: the shared tier's figures on /metrics and /readyz,
+// and none without a tier.
+func TestSharedMetrics(t *testing.T) {
+	src := &sharedSource{sh: proxy.SharedStats{Healthy: true, Hits: 3, Misses: 2, BytesNotUploaded: 4096, PurgesApplied: 1}}
+	a := New(src, Config{Listen: "127.0.0.1:9091"})
+	srv := httptest.NewServer(a.MetricsHandler())
+	defer srv.Close()
+	samples, _ := scrape(t, srv.URL+"/metrics")
+	for k, want := range map[string]float64{
+		"dedupcache_shared_up":                                    1,
+		`dedupcache_shared_reads_total{result="hit"}`:             3,
+		`dedupcache_shared_reads_total{result="miss"}`:            2,
+		`dedupcache_shared_body_bytes_total{kind="not_uploaded"}`: 4096,
+		`dedupcache_shared_purges_total{kind="applied"}`:          1,
+	} {
+		if got, ok := samples[k]; !ok || got != want {
+			t.Errorf("%s: got %v (present %v); want %v", k, got, ok, want)
+		}
+	}
+	src.sh.Healthy = false
+	if samples, _ = scrape(t, srv.URL+"/metrics"); samples["dedupcache_shared_up"] != 0 {
+		t.Errorf("dedupcache_shared_up with the tier down: %v; want 0", samples["dedupcache_shared_up"])
+	}
+	plain := httptest.NewServer(New(&fakeSource{}, Config{Listen: "127.0.0.1:9091"}).MetricsHandler())
+	defer plain.Close()
+	if samples, _ = scrape(t, plain.URL+"/metrics"); len(samples) == 0 {
+		t.Fatal("no samples")
+	} else if _, ok := samples["dedupcache_shared_up"]; ok {
+		t.Errorf("dedupcache_shared_up without a shared tier")
+	}
+}

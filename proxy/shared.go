@@ -29,6 +29,26 @@ type Shared interface {
 	Put(key string, token any, varyOf string, varyNames []string, e SharedEntry, ttl time.Duration)
 	// Purge applies a purge in the tier and tells the other instances.
 	Purge(ctx context.Context, r PurgeRequest) error
+	// Stats returns the tier's figures.
+	Stats() SharedStats
+}
+
+// SharedStats are the shared tier's figures, in /api/stats and /metrics.
+type SharedStats struct {
+	Healthy          bool    `json:"healthy"` // reachable (the circuit breaker is closed)
+	Hits             int64   `json:"hits"`    // reads that found an entry
+	Misses           int64   `json:"misses"`  // reads that did not (down, timeout, absent, purged, corrupt)
+	Errors           int64   `json:"errors"`
+	Timeouts         int64   `json:"timeouts"`
+	BodiesFetched    int64   `json:"bodies_fetched"`     // bodies downloaded
+	PutsWritten      int64   `json:"puts_written"`       // responses written
+	PutsDropped      int64   `json:"puts_dropped"`       // not written: queue full or tier down
+	BytesUploaded    int64   `json:"bytes_uploaded"`     // body bytes sent
+	BytesNotUploaded int64   `json:"bytes_not_uploaded"` // body bytes another instance had stored already
+	PurgesSent       int64   `json:"purges_sent"`
+	PurgesApplied    int64   `json:"purges_applied"` // purges of other instances applied here
+	PurgesMissed     int64   `json:"purges_missed"`  // times everything was marked stale for lack of proof
+	StreamLagSeconds float64 `json:"purge_log_lag_seconds"`
 }
 
 // SharedEntry is a stored response as the shared tier keeps it: the entry's

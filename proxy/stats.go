@@ -55,6 +55,9 @@ type Stats struct {
 	BreakEvenBytes int64 `json:"break_even_bytes"`    // a body larger than this saves memory once a second key shares it
 
 	UptimeSeconds float64 `json:"uptime_seconds"`
+
+	// Shared is the shared tier's state; nil without one.
+	Shared *SharedStats `json:"shared,omitempty"`
 }
 
 // Stats returns the current figures.
@@ -112,6 +115,10 @@ func (p *Proxy) Stats() Stats {
 	st.BodyOverhead = dedupbody.BodyOverhead
 	st.BreakEvenBytes = dedupbody.BodyOverhead
 	st.UptimeSeconds = time.Since(p.started).Seconds()
+	if p.cfg.Shared != nil {
+		sh := p.cfg.Shared.Stats()
+		st.Shared = &sh
+	}
 	return st
 }
 
