@@ -105,6 +105,9 @@
     for (const el of statEls) render(el, field(st, el.dataset.stat));
     for (const el of derivedEls) render(el, d[el.dataset.derived]);
     $('break-even').hidden = typeof st.break_even_bytes !== 'number';
+    const sh = st.shared;
+    $('shared').hidden = !sh;
+    if (sh) $('shared-state').textContent = sh.healthy ? 'connected' : 'unreachable: serving from memory and the origin';
 
     $('bar-stored').style.width = pct(st.bytes_stored, st.bytes_logical);
     $('bar-saved').style.width = pct(st.bytes_saved, st.bytes_logical);
