@@ -14,6 +14,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unsafe"
+	"weak"
 
 	"go.yaml.in/yaml/v3"
 
@@ -495,7 +498,7 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 		}); err != nil {
 			return nil, fmt.Errorf("shared tier: %w", err)
 		}
-		pcfg.Shared = sharedTier{tier}
+		pcfg.Shared = sharedTier{tier, &heldBodies{}}
 	}
 	p, err := proxy.New(pcfg)
 	if err != nil {
@@ -832,19 +835,31 @@ func healthcheck(url string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// sharedTier adapts the Redis tier to the proxy's Shared interface.
-type sharedTier struct{ t *redistier.Tier }
+// sharedTier adapts the Redis tier to the proxy's Shared interface. It
+// remembers, by SHA-256, the bodies this instance wrote to or read from the
+// tier, through weak pointers (they stay the cache's to free), so that a
+// body the cache still holds is not downloaded again.
+type sharedTier struct {
+	t      *redistier.Tier
+	bodies *heldBodies
+}
 
 func (s sharedTier) Get(ctx context.Context, key string) (proxy.SharedEntry, any, bool) {
-	rec, body, gen, ok := s.t.Get(ctx, key, nil)
+	rec, body, gen, ok := s.t.Get(ctx, key, s.bodies.get)
 	if !ok {
 		return proxy.SharedEntry{}, gen, false
 	}
 	return proxy.SharedEntry{
 		Status: rec.Status, Header: rec.Header, Body: body, Stored: rec.Stored, Date: rec.Date, Flags: rec.Flags,
 		Lifetime: rec.Lifetime, InitialAge: rec.InitialAge, StaleRevalidate: rec.StaleRevalidate, StaleError: rec.StaleError,
-		Tags: rec.Tags,
+		Tags: rec.Tags, BodySum: rec.BodyHash,
 	}, gen, true
+}
+
+func (s sharedTier) Held(sum [32]byte, body []byte) {
+	if len(body) > redistier.DefaultInlineMax {
+		s.bodies.add(sum, body)
+	}
 }
 
 func (s sharedTier) VaryNames(ctx context.Context, primary string) ([]string, bool) {
@@ -853,6 +868,9 @@ func (s sharedTier) VaryNames(ctx context.Context, primary string) ([]string, bo
 
 func (s sharedTier) Put(key string, token any, varyOf string, names []string, e proxy.SharedEntry, ttl time.Duration) {
 	gen, _ := token.(redistier.Gen)
+	if len(e.Body) > redistier.DefaultInlineMax {
+		s.bodies.add(sha256.Sum256(e.Body), e.Body)
+	}
 	s.t.Put(key, gen, varyOf, names, redistier.Record{
 		Status: e.Status, Header: e.Header, Stored: e.Stored, Date: e.Date, Flags: e.Flags,
 		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
@@ -871,6 +889,56 @@ func (s sharedTier) Stats() proxy.SharedStats {
 		Timeouts: int64(st.Timeouts), BodiesFetched: int64(st.BodiesFetched), PutsWritten: int64(st.PutsWritten),
 		PutsDropped: int64(st.PutsDropped), BytesUploaded: st.BytesUploaded, BytesNotUploaded: st.BytesNotUploaded,
 		PurgesSent: int64(st.PurgesSent), PurgesApplied: int64(st.PurgesApplied), PurgesMissed: int64(st.PurgesMissed),
+		BodiesLocal:      int64(st.BodiesLocal),
 		StreamLagSeconds: st.StreamLag.Seconds(),
 	}
+}
+
+// heldBodies maps SHA-256 sums to bodies the cache holds, weakly: an entry
+// whose body the cache has freed reads as absent. At most maxHeldBodies
+// sums are kept; past that an arbitrary one is forgotten.
+type heldBodies struct {
+	mu sync.Mutex
+	m  map[[32]byte]weakBody
+}
+
+type weakBody struct {
+	p weak.Pointer[byte] // the body's first byte: bodies are allocations of their own
+	n int
+}
+
+const maxHeldBodies = 1 << 16
+
+func (h *heldBodies) add(sum [32]byte, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[[32]byte]weakBody)
+	}
+	if len(h.m) >= maxHeldBodies {
+		for k := range h.m {
+			delete(h.m, k)
+			break
+		}
+	}
+	h.m[sum] = weakBody{weak.Make(&b[0]), len(b)}
+}
+
+// get returns the body with that sum if the cache still holds it.
+func (h *heldBodies) get(sum [32]byte) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w, ok := h.m[sum]
+	if !ok {
+		return nil
+	}
+	p := w.p.Value()
+	if p == nil {
+		delete(h.m, sum)
+		return nil
+	}
+	return unsafe.Slice(p, w.n)
 }

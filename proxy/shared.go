@@ -29,6 +29,9 @@ type Shared interface {
 	Put(key string, token any, varyOf string, varyNames []string, e SharedEntry, ttl time.Duration)
 	// Purge applies a purge in the tier and tells the other instances.
 	Purge(ctx context.Context, r PurgeRequest) error
+	// Held tells the tier that the cache holds a body it read from it (the
+	// cache's own immutable copy), so that it need not download it again.
+	Held(sum [32]byte, body []byte)
 	// Stats returns the tier's figures.
 	Stats() SharedStats
 }
@@ -41,6 +44,7 @@ type SharedStats struct {
 	Errors           int64   `json:"errors"`
 	Timeouts         int64   `json:"timeouts"`
 	BodiesFetched    int64   `json:"bodies_fetched"`     // bodies downloaded
+	BodiesLocal      int64   `json:"bodies_local"`       // bodies found in memory, not downloaded
 	PutsWritten      int64   `json:"puts_written"`       // responses written
 	PutsDropped      int64   `json:"puts_dropped"`       // not written: queue full or tier down
 	BytesUploaded    int64   `json:"bytes_uploaded"`     // body bytes sent
@@ -60,6 +64,7 @@ type SharedEntry struct {
 	Flags                                             uint32
 	Lifetime, InitialAge, StaleRevalidate, StaleError int32
 	Tags                                              []string
+	BodySum                                           [32]byte // SHA-256 of Body, as the tier checked it
 }
 
 // sharedTimeout bounds the shared tier's part of a miss.
@@ -112,9 +117,10 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		f.sharedToken = token
 	}
 	e := &cachestore.Entry{
-		Key:             key,
-		Header:          p.headers.Put(se.Header, dedupbody.Sum(se.Header), parseBlock),
-		Body:            p.bodies.Put(se.Body, dedupbody.Sum(se.Body), nil),
+		Key: key,
+		// Copies: the tier's slices may alias its client's buffers.
+		Header:          p.headers.PutCopy(se.Header, dedupbody.Sum(se.Header), parseBlock),
+		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), nil),
 		Stored:          se.Stored,
 		Date:            se.Date,
 		Status:          int32(se.Status),
@@ -129,6 +135,7 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		e.Body.Release()
 		return nil // not a header block of ours
 	}
+	sh.Held(se.BodySum, e.Body.Bytes())
 	p.shared.hits.Add(1)
 	fr := entryFreshness(e)
 	p.put(f, e, primary, fr, se.Tags, vary...)
