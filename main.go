@@ -889,7 +889,7 @@ func (s sharedTier) Stats() proxy.SharedStats {
 		Timeouts: int64(st.Timeouts), BodiesFetched: int64(st.BodiesFetched), PutsWritten: int64(st.PutsWritten),
 		PutsDropped: int64(st.PutsDropped), BytesUploaded: st.BytesUploaded, BytesNotUploaded: st.BytesNotUploaded,
 		PurgesSent: int64(st.PurgesSent), PurgesApplied: int64(st.PurgesApplied), PurgesMissed: int64(st.PurgesMissed),
-		BodiesLocal:      int64(st.BodiesLocal),
+		BodiesLocal: int64(st.BodiesLocal), PutsRefused: int64(st.PutsRefused), PutsFailed: int64(st.PutsFailed + st.PutsSkipped),
 		StreamLagSeconds: st.StreamLag.Seconds(),
 	}
 }

@@ -47,6 +47,8 @@ type SharedStats struct {
 	BodiesLocal      int64   `json:"bodies_local"`       // bodies found in memory, not downloaded
 	PutsWritten      int64   `json:"puts_written"`       // responses written
 	PutsDropped      int64   `json:"puts_dropped"`       // not written: queue full or tier down
+	PutsRefused      int64   `json:"puts_refused"`       // not written: a purge since the fill began (or the tier unreached by its read)
+	PutsFailed       int64   `json:"puts_failed"`        // not written: a Redis error or deadline
 	BytesUploaded    int64   `json:"bytes_uploaded"`     // body bytes sent
 	BytesNotUploaded int64   `json:"bytes_not_uploaded"` // body bytes another instance had stored already
 	PurgesSent       int64   `json:"purges_sent"`

@@ -112,8 +112,12 @@ func (f *follower) check(ctx context.Context, c rueidis.Client) error {
 	nextN, _ := st[3].AsInt64()
 	switch {
 	case f.last == "":
-		// First start: follow from now on.
+		// First start: follow from now on. The caller may have stored
+		// entries before this position was taken (it serves while Redis
+		// is still being reached), and a purge made in between would never
+		// be read: have those entries revalidated.
 		f.last, f.lastN, f.inc = tail, n, inc
+		f.apply(Purge{All: true, Soft: true})
 	case inc != f.inc:
 		f.missed("purge log replaced (Redis lost it)")
 		f.last, f.lastN, f.inc = "0-0", 0, inc

@@ -85,7 +85,16 @@ func follow(tb testing.TB, tr *Tier) <-chan Purge {
 	go func() { defer close(done); tr.Follow(ctx, func(p Purge) { ch <- p }) }()
 	tb.Cleanup(func() { cancel(); <-done })
 	waitFor(tb, 5*time.Second, "follower started", func() bool { return tr.Stats().Following })
-	time.Sleep(100 * time.Millisecond) // its first check
+	// Taking its place in the log, it has the entries stored before
+	// revalidated: a purge made before that place would never be read.
+	select {
+	case p := <-ch:
+		if !p.All || !p.Soft || p.Missed {
+			tb.Fatalf("first purge from a new follower: %+v; want a soft purge of everything", p)
+		}
+	case <-time.After(5 * time.Second):
+		tb.Fatal("a new follower did not mark the entries stored before it stale")
+	}
 	return ch
 }
 
