@@ -19,8 +19,8 @@ import (
 )
 
 // End-to-end proof, against the real binary, of the fixes for the findings
-// of the December 2026 security review (/work/shared/reviews/security.md)
-// that a user can see, plus the RFC rows that came with them. Each test
+// of the December 2026 security review (proxy/security_test.go names each
+// finding) that a user can see, plus the RFC rows that came with them. Each test
 // asserts what a second user (or the origin) sees. The proxy package's
 // security_test.go covers the same findings from the inside.
 
