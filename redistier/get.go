@@ -47,10 +47,13 @@ func (t *Tier) Get(ctx context.Context, key string, have func(sum [32]byte) []by
 	ctx, cancel := t.callCtx(ctx)
 	defer cancel()
 	k := t.keysOf(key)
+	// The control hash and TIME come from one read-only script on the
+	// node holding the control hash: on a Cluster, rueidis refuses (panics
+	// on) a DoMulti mixing a keyless TIME with keys of several slots, and
+	// prefix purges are stamped with that node's clock too.
 	res := c.DoMulti(ctx,
 		c.B().Mget().Key(k.gen, k.entry).Build(),
-		c.B().Hgetall().Key(t.ctlKey()).Build(),
-		c.B().Time().Build())
+		c.B().EvalRo().Script(ctlTime).Numkeys(1).Key(t.ctlKey()).Build())
 	gen, raw, ctl, err := parseHead(res)
 	if !t.result(err) {
 		t.st.misses.Add(1)
@@ -102,8 +105,8 @@ func (t *Tier) Get(ctx context.Context, key string, have func(sum [32]byte) []by
 	return rec, body, gen, true
 }
 
-// parseHead reads the first round trip of a Get: MGET gen entry, HGETALL
-// ctl, TIME.
+// parseHead reads the first round trip of a Get: MGET gen entry, then
+// ctlTime's {HGETALL ctl, TIME}.
 func parseHead(res []rueidis.RedisResult) (gen Gen, entry []byte, ctl map[string]string, err error) {
 	for _, r := range res {
 		if err = r.Error(); err != nil {
@@ -118,13 +121,17 @@ func parseHead(res []rueidis.RedisResult) (gen Gen, entry []byte, ctl map[string
 		gen.gen, gen.hasGen = [8]byte(g), true
 	}
 	entry, _ = pair[1].AsBytes()
-	if ctl, err = res[1].AsStrMap(); err != nil {
+	ct, err := res[1].ToArray()
+	if err != nil || len(ct) != 2 {
+		return gen, nil, nil, errProto(err)
+	}
+	if ctl, err = ct[0].AsStrMap(); err != nil {
 		return gen, nil, nil, err
 	}
 	if ep := ctl["e"]; len(ep) == 8 {
 		gen.epoch, gen.hasEpoch = [8]byte([]byte(ep)), true
 	}
-	tm, err := res[2].AsStrSlice()
+	tm, err := ct[1].AsStrSlice()
 	if err != nil || len(tm) != 2 {
 		return gen, nil, nil, errProto(err)
 	}

@@ -5,6 +5,11 @@ import "github.com/redis/rueidis"
 // The scripts run with EVALSHA (EVAL on NOSCRIPT). Each touches keys of one
 // slot only, so they run on a Cluster too.
 
+// ctlTime is the second half of a Get's first round trip (run with
+// EVAL_RO, inside the same pipeline as the MGET of the entry): KEYS[1] the
+// control hash. Returns {HGETALL ctl, TIME}.
+const ctlTime = `return {redis.call('HGETALL', KEYS[1]), redis.call('TIME')}`
+
 // leaseBody makes sure a body outlives an entry about to point at it:
 // KEYS[1] body, ARGV[1] lease (ms). It returns 0 when the body is absent,
 // else 1 after extending its TTL to at least the lease (never shortening
