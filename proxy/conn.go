@@ -8,7 +8,7 @@ import (
 
 // idleConn is an upstream connection whose reads fail after a silence of
 // timeout: an upstream that sends a header and then stalls mid-body cannot
-// hold a client (and a half-filled capture) forever. The deadline is
+// hold a fetch (and the clients reading it) forever. The deadline is
 // pushed forward before each read; an idle pooled connection times out too
 // and is simply redialled.
 type idleConn struct {
