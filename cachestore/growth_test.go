@@ -2,11 +2,12 @@ package cachestore
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"dedupcache/dedupbody"
+
+	"dedupcache/internal/testutil"
 )
 
 // BenchmarkGetLatencyKeys is BenchmarkGetLatency (one goroutine, TTL set,
@@ -21,7 +22,7 @@ func BenchmarkGetLatencyKeys(b *testing.B) {
 			sum := dedupbody.Sum(data)
 			keep := bodies.Put(data, sum, nil)
 			defer keep.Release()
-			before := heapInUse()
+			before := testutil.HeapAlloc()
 			s, err := New(Config{MaxMemory: 1 << 30, ExpectedEntries: int64(n), Stores: []*dedupbody.Store{bodies}})
 			if err != nil {
 				b.Fatal(err)
@@ -40,7 +41,7 @@ func BenchmarkGetLatencyKeys(b *testing.B) {
 				}
 			}
 			s.Wait()
-			perKey := float64(heapInUse()-before-uint64(8*n)) / float64(n) // minus the hashes slice
+			perKey := float64(testutil.HeapAlloc()-before-uint64(8*n)) / float64(n) // minus the hashes slice
 			var h histogram
 			b.ReportAllocs()
 			i := 0
@@ -62,12 +63,4 @@ func BenchmarkGetLatencyKeys(b *testing.B) {
 			b.ReportMetric(float64(s.Stats().Entries), "entries")
 		})
 	}
-}
-
-func heapInUse() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }

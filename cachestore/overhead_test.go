@@ -2,20 +2,13 @@ package cachestore
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"dedupcache/dedupbody"
-)
 
-func heapAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
+	"dedupcache/internal/testutil"
+)
 
 // TestEntryOverhead measures the heap an entry really costs beyond its key
 // (Entry struct, ristretto's map slot, policy slot and TTL bucket slot, key
@@ -45,7 +38,7 @@ func TestEntryOverhead(t *testing.T) {
 	bodySum, blockSum := dedupbody.Sum(data), dedupbody.Sum(block)
 	keep := []dedupbody.Ref{bodies.Put(data, bodySum, nil), headers.Put(block, blockSum, nil)}
 
-	before := heapAlloc()
+	before := testutil.HeapAlloc()
 	var keyBytes int64
 	for i := range n {
 		e := &Entry{
@@ -64,7 +57,7 @@ func TestEntryOverhead(t *testing.T) {
 		}
 	}
 	s.Wait()
-	after := heapAlloc()
+	after := testutil.HeapAlloc()
 	if got := s.Stats().Entries; got != n {
 		t.Fatalf("Entries: got %d; want %d", got, n)
 	}

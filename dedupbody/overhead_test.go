@@ -4,16 +4,9 @@ import (
 	"encoding/binary"
 	"runtime"
 	"testing"
-)
 
-// heapAlloc returns HeapAlloc after two collections.
-func heapAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
+	"dedupcache/internal/testutil"
+)
 
 // TestBodyOverhead measures B, the heap a stored body costs beyond its data:
 // the Body struct, its index map slot (with the map's growth slack) and the
@@ -25,7 +18,7 @@ func TestBodyOverhead(t *testing.T) {
 	const n, size = 100_000, 64
 	st := New(Config{})
 	refs := make([]Ref, 0, n)
-	before := heapAlloc()
+	before := testutil.HeapAlloc()
 	var data int64
 	for i := range n {
 		b := Alloc(size)[:size]
@@ -33,7 +26,7 @@ func TestBodyOverhead(t *testing.T) {
 		data += int64(cap(b))
 		refs = append(refs, st.Put(b, Sum(b), nil))
 	}
-	after := heapAlloc()
+	after := testutil.HeapAlloc()
 	if got := st.Stats().Bodies; got != n {
 		t.Fatalf("Bodies: got %d; want %d", got, n)
 	}

@@ -6,10 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"testing"
+
+	"dedupcache/internal/testutil"
 )
 
 // TestMemPerKey stores DEDUP_MEM_N responses (4 KiB bodies, DEDUP_MEM_K
@@ -58,11 +59,11 @@ func TestMemPerKey(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}
 	get(0)
-	before := memTestHeapAlloc()
+	before := testutil.HeapAlloc()
 	for i := 1; i <= n; i++ {
 		get(i)
 	}
-	after := memTestHeapAlloc()
+	after := testutil.HeapAlloc()
 	t.Logf("N=%d K=%d: live heap %.0f B per key; store %+v", n, k, float64(after-before)/float64(n), p.store.Stats().Entries)
 	if f := os.Getenv("DEDUP_MEM_PROFILE"); f != "" {
 		out, _ := os.Create(f)
@@ -70,12 +71,4 @@ func TestMemPerKey(t *testing.T) {
 		out.Close()
 	}
 	_ = io.Discard
-}
-
-func memTestHeapAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
