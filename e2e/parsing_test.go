@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -20,13 +19,6 @@ import (
 // connection, and the test checks the status, whether the connection is
 // closed after, and what the origin saw (its per-path counters and the
 // /echo log).
-//
-// Rows the binary is known to get wrong (see knownBad) are reported in the
-// log and fail only with DEDUPCACHE_E2E_STRICT=1, so that the suite stays
-// green until the parser is replaced while the gap stays visible.
-
-// parseStrict reports whether known failures fail the test.
-func parseStrict() bool { return os.Getenv("DEDUPCACHE_E2E_STRICT") == "1" }
 
 // rawResp is one response read off a raw connection.
 type rawResp struct {
@@ -109,9 +101,6 @@ type parseRow struct {
 	// Transfer-Encoding alone) as long as it closes the connection after.
 	want      []int
 	processed []int
-	// knownBad, if set, says how the binary (Go net/http today) is
-	// known to answer instead: reported, failing only under strict.
-	knownBad string
 }
 
 // smuggleTail is a second request hidden after a body: it must never be
@@ -126,14 +115,12 @@ var smuggleRows = []parseRow{
 		raw:       "{M} {P} HTTP/1.1\r\nHost: {H}\r\nContent-Length: {N}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggleTail,
 		want:      []int{400},
 		processed: []int{200},
-		knownBad:  "Go net/http processes the request with Transfer-Encoding alone (RFC 9112 §6.3 allows it) but keeps the connection open, so the bytes after the chunked body are read as a second request, answered and forwarded (RFC 9112 §6.3: the server MUST close the connection)",
 	},
 	{
 		name:      "TE+CL",
 		raw:       "{M} {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\nContent-Length: {N}\r\n\r\n0\r\n\r\n" + smuggleTail,
 		want:      []int{400},
 		processed: []int{200},
-		knownBad:  "as CL+TE",
 	},
 	{
 		name: "two different CL",
@@ -176,16 +163,14 @@ var smuggleRows = []parseRow{
 		want: []int{400, 501},
 	},
 	{
-		name:     "bad chunk size",
-		raw:      "{M} {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" + smuggleTail,
-		want:     []int{400},
-		knownBad: "the head is valid, so net/http hands the request to the proxy, which forwards it before the body is read; the chunk error surfaces while the body streams upstream",
+		name: "bad chunk size",
+		raw:  "{M} {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" + smuggleTail,
+		want: []int{400},
 	},
 	{
-		name:     "chunk size overflow",
-		raw:      "{M} {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n" + smuggleTail,
-		want:     []int{400},
-		knownBad: "as bad chunk size",
+		name: "chunk size overflow",
+		raw:  "{M} {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n" + smuggleTail,
+		want: []int{400},
 	},
 }
 
@@ -213,17 +198,11 @@ func TestParsing(t *testing.T) {
 	t.Parallel()
 	o, c := secPair(t, "server:\n  max_header_bytes: \"8KiB\"\n")
 	addr := strings.TrimPrefix(c.url, "http://")
-	strict := parseStrict()
 
-	// report fails the test, or logs a known failure.
-	report := func(t *testing.T, row parseRow, format string, args ...any) {
+	// report fails the test for row.
+	report := func(t *testing.T, _ parseRow, format string, args ...any) {
 		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if row.knownBad != "" && !strict {
-			t.Logf("KNOWN FAILURE (fails with DEDUPCACHE_E2E_STRICT=1): %s\n\twhy: %s", msg, row.knownBad)
-			return
-		}
-		t.Error(msg)
+		t.Errorf(format, args...)
 	}
 	expand := func(raw, method, path string) string {
 		raw = strings.NewReplacer("{M}", method, "{P}", path, "{H}", addr).Replace(raw)

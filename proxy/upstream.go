@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -18,6 +20,18 @@ type fillKey struct{}
 // methods, no-store, upgrades, bodies on GET) and waiters a fetch could
 // not answer.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent beside Transfer-Encoding
+		// before the request reaches us, so a request that had both cannot
+		// be told apart: close the connection after every chunked request
+		// (RFC 9112 §6.3), so that nothing sent after its body is read as
+		// another request.
+		w.Header().Set("Connection", "close")
+		var ok bool
+		if r, ok = readAhead(w, r); !ok {
+			return
+		}
+	}
 	f.method = r.Method
 	f.post = isCachedPOST(r)
 	f.w = w
@@ -43,6 +57,13 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		status, msg = http.StatusGatewayTimeout, "upstream timed out"
+	}
+	if rb, ok := r.Body.(*clientBody); ok && rb.err != nil {
+		// The client's request body was malformed (bad chunk framing) or
+		// cut off: its fault, not the upstream's.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "malformed request body", http.StatusBadRequest)
+		return
 	}
 	p.fills.upstream5.Add(1)
 	now := p.now()
@@ -113,3 +134,49 @@ func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
 		f.stream.took = d // for the leader's access log
 	}
 }
+
+// readAheadMax is how much of a chunked request body is read, and checked,
+// before anything is sent upstream.
+const readAheadMax = 64 << 10
+
+// readAhead reads up to readAheadMax of a chunked request body before the
+// request goes upstream, so that a body with broken framing (a bad chunk
+// size) gets a 400 and never reaches the origin. A longer body is checked
+// as it streams (see clientBody). It reports false when it answered.
+func readAhead(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r, true
+	}
+	head, err := io.ReadAll(io.LimitReader(r.Body, readAheadMax+1))
+	if err != nil {
+		http.Error(w, "malformed request body: "+err.Error(), http.StatusBadRequest)
+		return r, false
+	}
+	r2 := r.Clone(r.Context())
+	if len(head) <= readAheadMax {
+		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(head)), int64(len(head))
+		r2.TransferEncoding = nil
+		return r2, true
+	}
+	r2.Body = &clientBody{r: io.MultiReader(bytes.NewReader(head), r.Body), c: r.Body}
+	return r2, true
+}
+
+// clientBody is a client's request body that remembers a read error, so
+// that the error handler can tell a malformed or cut-off request body (400)
+// from an upstream failure (502).
+type clientBody struct {
+	r   io.Reader
+	c   io.Closer
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.c.Close() }
