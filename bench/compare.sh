@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # compare.sh - dedupcache against its peers (nginx proxy_cache, nginx +
 # open_file_cache, Varnish, HAProxy) and the bare Go origin ("direct"), on
-# loopback, with the shared harness ../shared/bench/run.sh (servers pinned to
-# CPU 0, wrk to CPU 1). Run from a fresh clone after ../shared/bench/setup.sh:
+# loopback, with the repository's own harness bench/run.sh (servers pinned
+# to CPU 0, wrk to CPU 1). From a fresh clone:
 #
+#   bench/setup.sh                   # once: nginx varnish haproxy wrk, bench/bin/{origin,warm}
 #   bench/compare.sh                 # every scenario (about 25 min)
 #   bench/compare.sh a b             # only some: a b c c-gogc e-size e-keys go
 #   REPS=5 DUR=10 bench/compare.sh a
+#   BENCH=/path/to/other/harness bench/compare.sh a   # the same scenarios on another
+#                                    # harness with run.sh's options and TSV columns
+#                                    # (the shared one: an independent check)
 #
 # Scenarios (see BENCHMARKS.md):
 #   a       hit throughput, 1 KiB bodies, 1000 URLs all distinct
@@ -23,12 +27,13 @@
 # measured in the same run) go to bench/results/<scenario>.{tsv,md}.
 #
 # Environment: REPS (interleaved rounds, default 3), DUR (wrk seconds,
-# default 10), BASE_PORT (default 28080, away from run.sh's default so a
+# default 10), BASE_PORT (default 28080, away from the shared harness's 18080 so a
 # colleague's run does not collide), OURS_ENV (e.g. "GOGC=50"),
-# OURS_EXTRA (extra flags for ours), BENCH (harness dir).
+# OURS_EXTRA (extra flags for ours), BENCH (harness dir, default bench/;
+# it must hold run.sh and, built by its setup.sh, its tools).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-$(cd "$ROOT/../shared/bench" && pwd)}
+BENCH=$(cd "${BENCH:-$ROOT/bench}" && pwd)
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 REPS=${REPS:-3}
 DUR=${DUR:-10}
@@ -39,6 +44,10 @@ mkdir -p "$RAW" "$OUT" "$ROOT/bench/bin"
 
 cd "$ROOT"
 "$GO" build -o bench/bin/dedupcache .
+if [ "$BENCH" = "$ROOT/bench" ]; then # our own tools: rebuilt, so they match the tree
+  "$GO" build -o bench/bin/origin ./bench/origin
+  "$GO" build -o bench/bin/warm ./bench/warm
+fi
 # 1 GiB: room for every scenario without eviction (the peers get 4 GiB
 # (varnish) and 8 GiB (nginx)); the memory limit main.go derives from it
 # (1 GiB + 128 MiB) is above what the scenarios use, so GOGC (default 100)
@@ -116,6 +125,7 @@ machine() {
     echo "mem: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "go: $("$GO" version | awk '{print $3}'), ours: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo +local-changes)"
+    echo "harness: ${BENCH#"$ROOT"/}/run.sh"
     echo "OURS_CMD: ${OURS_CMD//$ROOT\//}"
   } | tee -a "$OUT/machine.txt"
 }
