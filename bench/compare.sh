@@ -5,8 +5,9 @@
 # to CPU 0, wrk to CPU 1). From a fresh clone:
 #
 #   bench/setup.sh                   # once: nginx varnish haproxy wrk, bench/bin/{origin,warm}
-#   bench/compare.sh                 # every scenario (about 25 min)
-#   bench/compare.sh a b             # only some: a b c c-gogc e-size e-keys go
+#   bench/compare.sh                 # every scenario (about 30 min)
+#   bench/compare.sh a b             # only some: a b c c-gogc e-size e-keys m go
+#   REPS=1 M_N=5000 bench/compare.sh m   # a quick check of the miss scenario
 #   REPS=5 DUR=10 bench/compare.sh a
 #   BENCH=/path/to/other/harness bench/compare.sh a   # the same scenarios on another
 #                                    # harness with run.sh's options and TSV columns
@@ -20,6 +21,9 @@
 #   e-keys  growth with the number of keys (1 000 .. 1 000 000): memory per key
 #           and hit latency (ours vs direct)
 #   e-size  MB/s by body size, 1 KiB .. 1 MiB (ours vs direct and nginx-ofc)
+#   m       misses: N=50 000 distinct 4 KiB objects (K=N) into an empty cache,
+#           one bench/warm pass at 8 connections per target (every request a
+#           miss); each target started fresh every round (run.sh --mode miss)
 #   go      Go benchmarks: cachestore hit latency histogram, proxy hit handler
 #
 # Raw harness output goes to bench/results/raw/ (git-ignored); the small
@@ -29,7 +33,8 @@
 # Environment: REPS (interleaved rounds, default 3), DUR (wrk seconds,
 # default 10), BASE_PORT (default 28080, away from the shared harness's 18080 so a
 # colleague's run does not collide), OURS_ENV (e.g. "GOGC=50"),
-# OURS_EXTRA (extra flags for ours), BENCH (harness dir, default bench/;
+# OURS_EXTRA (extra flags for ours), M_N and M_C (scenario m: objects,
+# default 50000, and warm connections, default 8), BENCH (harness dir, default bench/;
 # it must hold run.sh and, built by its setup.sh, its tools).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,6 +198,45 @@ scen_e_size() {
     { printf "| %s | %s | %s | %s | %s | %s | %.2f |\n", $1, $2, $3, $4, $5, $6, $7 / 1000 }' "$OUT/e-size.tsv" > "$OUT/e-size.md"
   cat "$OUT/e-size.md"
 }
+# m: misses. Per target (fresh, empty cache, pinned like the others) one
+# timed warm pass over N distinct URLs, REPS rotating rounds; medians and
+# ratios against nginx and varnish of the same run.
+scen_m() {
+  "${RUN[@]}" --mode miss --tag m-misses -n "${M_N:-50000}" -k "${M_N:-50000}" --size 4k --warm-c "${M_C:-8}" -r "$REPS" \
+    --targets "direct nginx varnish haproxy ours"
+  m_table
+}
+# m_table: OUT/m-misses.{tsv,md} from the latest raw m-misses run
+m_table() {
+  local dir n c
+  dir=$(latest m-misses)
+  n=$(sed -n 's/^origin: n=\([0-9]*\) .*/\1/p' "$dir/settings.txt")
+  c=$(sed -n 's/.*warm: \([0-9]*\) connections.*/\1/p' "$dir/settings.txt")
+  awk -F'\t' -v n="$n" -v c="$c" '
+    NR == 1 { next }
+    { k = ++cnt[$2]; sec[$2, k] = $3; rps[$2, k] = $4; rss[$2, k] = $9; orq[$2, k] = $8; err[$2] += $6
+      mis[$2, k] = $7; if ($7 == "-") nomis[$2] = 1
+      if (!($2 in seen)) { seen[$2] = 1; order[++nt] = $2 } }
+    function med(a, t,   i, j, x, v, m) {
+      m = cnt[t]; for (i = 1; i <= m; i++) v[i] = a[t, i] + 0
+      for (i = 2; i <= m; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+      return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+    function ratio(t, p) { return (p in R) ? sprintf("%.2f", R[t] / R[p]) : "-" }
+    END {
+      for (i = 1; i <= nt; i++) { t = order[i]; S[t] = med(sec, t); R[t] = med(rps, t); M[t] = med(rss, t); O[t] = med(orq, t)
+        MS[t] = (t in nomis) ? "-" : sprintf("%.0f", med(mis, t)) }
+      tsv = OUT "/m-misses.tsv"; md = OUT "/m-misses.md"
+      printf "target\trounds\tn\tconns\tseconds_median\trps_median\terrors\tmisses_median\torigin_reqs_median\tvmrss_after_kb_median\trps_vs_direct\trps_vs_nginx\trps_vs_varnish\n" > tsv
+      printf "| target | seconds (median of %d) | req/s | errors (sum) | misses per pass (header) | origin requests per pass | VmRSS after (MiB) | req/s vs direct | vs nginx | vs varnish |\n|---|---|---|---|---|---|---|---|---|---|\n", cnt[order[1]] > md
+      for (i = 1; i <= nt; i++) { t = order[i]
+        printf "%s\t%d\t%d\t%d\t%.3f\t%.0f\t%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\n", t, cnt[t], n, c, S[t], R[t], err[t], MS[t], O[t], M[t],
+          ratio(t, "direct"), ratio(t, "nginx"), ratio(t, "varnish") >> tsv
+        printf "| %s | %.2f | %.0f | %d | %s | %.0f | %.1f | %s | %s | %s |\n", t, S[t], R[t], err[t], MS[t], O[t], M[t] / 1024,
+          ratio(t, "direct"), ratio(t, "nginx"), ratio(t, "varnish") >> md }
+    }' OUT="$OUT" "$dir/misses.tsv"
+  echo "N=$n distinct 4 KiB objects (K=N), bench/warm -c $c, every target started fresh each round; source: ${dir#"$ROOT"/}" >> "$OUT/m-misses.md"
+  cat "$OUT/m-misses.md"
+}
 scen_go() {
   {
     echo "# go test -bench, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -203,9 +247,10 @@ scen_go() {
   } | tee "$OUT/go-bench.txt"
 }
 
-# tables: rebuild the summaries of a, b, c and c-gogc from the latest raw runs
+# tables: rebuild the summaries of a, b, m, c and c-gogc from the latest raw runs
 tables() {
   for t in a-1k b-16k; do ls -d "$RAW/$t"-2* > /dev/null 2>&1 && ratios "$t"; done
+  ls -d "$RAW"/m-misses-2* > /dev/null 2>&1 && m_table
   if ls -d "$RAW"/c-mem-k100-2* > /dev/null 2>&1; then
     memhead c-mem
     for d in $(ls -d "$RAW"/c-mem-k100-2* "$RAW"/c-mem-k100000-2*); do
@@ -223,11 +268,11 @@ tables() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(a b c c-gogc e-size e-keys go)
+[ ${#want[@]} -gt 0 ] || want=(a b c c-gogc e-size e-keys m go)
 [ "${want[*]}" = tables ] || machine
 for s in "${want[@]}"; do
   case "$s" in
-    a) scen_a;; b) scen_b;; c) scen_c;; c-gogc) scen_c_gogc;; e-keys) scen_e_keys;; e-size) scen_e_size;; go) scen_go;; tables) tables;;
-    *) echo "unknown scenario $s (a b c c-gogc e-keys e-size go)" >&2; exit 2;;
+    a) scen_a;; b) scen_b;; c) scen_c;; m) scen_m;; c-gogc) scen_c_gogc;; e-keys) scen_e_keys;; e-size) scen_e_size;; go) scen_go;; tables) tables;;
+    *) echo "unknown scenario $s (a b c c-gogc e-keys e-size m go)" >&2; exit 2;;
   esac
 done

@@ -10,6 +10,11 @@
 #     Per target: RSS/PSS after warm-up and after the load.
 #   mem mode: per target in turn, from an empty cache: memory, request every
 #     URL once, memory again (growth per stored key), then a verify pass.
+#   miss mode: REPS rounds, the order rotating; per round every target is
+#     started fresh (empty cache) and gets one timed warm pass (every URL
+#     once over --warm-c connections: all misses), then is stopped. Per
+#     pass: seconds, req/s, errors, misses, origin requests, memory after.
+#     direct is the origin itself (kept up for the whole run).
 #
 # Targets: direct (the origin itself, no cache), nginx (proxy_cache,
 # open_file_cache off as by default), nginx-ofc (the same with
@@ -35,7 +40,7 @@ BIN=${BENCH_BIN:-$HERE/bin}
 usage() {
   cat << EOF
 usage: $0 [options]
-  --mode load|mem      load (default) or mem
+  --mode load|mem|miss load (default), mem or miss
   -n N                 URLs /obj/0 .. /obj/N-1 (default 1000)
   -k K                 distinct bodies, object i gets body i mod K (default N)
   --size S             body size: bytes or k/m suffix (default 1k)
@@ -79,7 +84,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 K=${K:-$N}
-case "$MODE" in load|mem) ;; *) echo "run.sh: --mode is load or mem" >&2; exit 2;; esac
+case "$MODE" in load|mem|miss) ;; *) echo "run.sh: --mode is load, mem or miss" >&2; exit 2;; esac
 [ "$DUR" -ge 1 ] && [ "$DUR" -le 300 ] || { echo "run.sh: -d is 1..300 seconds" >&2; exit 2; }
 for tool in wrk curl taskset; do
   command -v "$tool" > /dev/null || { echo "run.sh: $tool missing; run bench/setup.sh" >&2; exit 1; }
@@ -273,6 +278,41 @@ if [ "$MODE" = mem ]; then
     awk -F'\t' 'NR > 1 { n = $2
       printf "| %s | %.1f -> %.1f | %.0f | %.0f | %.0f | %.0f | %.0f | %d / %d | %s |\n", $1, $5 / 1024, $6 / 1024,
         ($6 - $5) * 1024 / n, ($8 - $7) * 1024 / n, ($10 - $9) * 1024 / n, ($12 - $11) / n, (($8 - $7) * 1024 + $12 - $11) / n, $13, $14, $15 }' "$RES/mem.tsv"
+  } | tee "$RES/summary.md"
+  [ "$BAD" = 0 ] || { echo "run.sh: $BAD failures, see above" >&2; exit 3; }
+  exit 0
+fi
+
+if [ "$MODE" = miss ]; then
+  printf 'rep\ttarget\tseconds\trps\tok\terrors\tmisses\torigin_reqs\tvmrss_after_kb\tpss_after_kb\twarm\n' > "$RES/misses.tsv"
+  nt=${#LIST[@]}
+  for rep in $(seq "$REPS"); do
+    for ((j = 0; j < nt; j++)); do
+      t=${LIST[$(((j + rep - 1) % nt))]}   # each round starts one target further
+      [ "$t" = direct ] || start "$t"
+      o0=$(origin_reqs); t0=$EPOCHREALTIME; w=$(warm "$t"); t1=$EPOCHREALTIME; o1=$(origin_reqs)
+      p=${PID[$t]}
+      read -r r ps _ np < <(memory "$p")
+      echo "round $rep $t: $w; origin requests $((o1 - o0)); $np processes, VmRSS $r kB, PSS $ps kB"
+      check "$t" "$w"
+      f() { grep -o " $1=[0-9.]*" <<< "$w" | cut -d= -f2 || true; }
+      # seconds: wall time of the warm process (the tool's own figure has 2 decimals)
+      sec=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') ok=$(f ok) er=$(f errors) nn=$(f non200)
+      e=$((${er:-0} + ${nn:-0}))
+      miss=$(grep -o ' MISS:[0-9]*' <<< "$w" | cut -d: -f2 || true)
+      rps=$(awk -v n="$N" -v s="${sec:-0}" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$t" "${sec:-0}" "$rps" "${ok:-0}" "$e" "${miss:--}" \
+        "$((o1 - o0))" "$r" "$ps" "$w" >> "$RES/misses.tsv"
+      if [ "$t" != direct ]; then stop "$p"; rm -rf "${SHM:?}/$t"; fi
+    done
+  done
+  {
+    echo
+    echo "### misses: N=$N K=$K size=$SIZE delay=$DELAY, warm -c $WARM_C, $REPS rounds ($(date -u +%F))"
+    echo
+    echo "| round | target | seconds | req/s | errors | misses | origin requests | VmRSS after (MiB) |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $6, $7, $8, $9 / 1024 }' "$RES/misses.tsv"
   } | tee "$RES/summary.md"
   [ "$BAD" = 0 ] || { echo "run.sh: $BAD failures, see above" >&2; exit 3; }
   exit 0
