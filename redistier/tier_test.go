@@ -18,6 +18,12 @@ import (
 func newTier(tb testing.TB, s *server, cfg Config) *Tier {
 	tb.Helper()
 	cfg.URL = s.url()
+	if cfg.Timeout == 0 {
+		// Generous: these tests are not about deadlines (TestFaults and the
+		// failover tests set their own), and go test runs packages in
+		// parallel on two cores, where a 50ms call can miss its deadline.
+		cfg.Timeout = testTimeout
+	}
 	tr, err := New(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -26,6 +32,9 @@ func newTier(tb testing.TB, s *server, cfg Config) *Tier {
 	waitFor(tb, 5*time.Second, "tier healthy", tr.Healthy)
 	return tr
 }
+
+// testTimeout is Config.Timeout in tests that do not set one.
+const testTimeout = time.Second
 
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()

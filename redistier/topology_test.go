@@ -523,7 +523,7 @@ func TestSentinel(t *testing.T) {
 // until its TTL ends or it is purged again.
 func TestSentinelFailoverLosesPurge(t *testing.T) {
 	st := startSentinelSetup(t)
-	cfg := Config{Timeout: 50 * time.Millisecond, ProbeInterval: 100 * time.Millisecond, InstanceID: "a"}
+	cfg := Config{Timeout: testTimeout, ProbeInterval: 100 * time.Millisecond, InstanceID: "a"}
 	a := newTierURL(t, st.url(), cfg)
 	cfg.InstanceID = "b"
 	b := newTierURL(t, st.url(), cfg)
