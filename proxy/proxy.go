@@ -151,6 +151,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.outbound,
+		BufferPool:     &copyBuffers,
 		Transport:      &codingTransport{tr: p.tr, dial: p.tr.DialContext},
 		FlushInterval:  -1, // stream: flush every write
 		ModifyResponse: p.modifyResponse,
@@ -190,3 +191,21 @@ func (p *Proxy) Close() {
 	p.store.Close()
 	p.tr.CloseIdleConnections()
 }
+
+// copyBuffers are the ReverseProxy's body copy buffers, reused instead of
+// a fresh 32 KiB per forwarded response.
+var copyBuffers bufferPool
+
+// bufferPool is an httputil.BufferPool over a sync.Pool.
+type bufferPool struct{ p sync.Pool }
+
+// Get returns a 32 KiB buffer.
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+// Put returns a buffer for reuse.
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }

@@ -171,7 +171,7 @@ func (s *stream) grow(n int) bool {
 	if need <= cap(s.buf) {
 		return true
 	}
-	c := max(2*cap(s.buf), 32<<10, need)
+	c := max(2*cap(s.buf), 4<<10, need) // most API bodies are small: grow from 4 KiB
 	if s.pend != nil && s.pend.length >= int64(need) {
 		c = min(c, int(s.pend.length)) // never more than announced
 	}
