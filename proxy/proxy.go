@@ -48,6 +48,10 @@ type Proxy struct {
 	ctx     context.Context // canceled by Close: fetches stop
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup // fetches
+	// fetchers hands a fetch to an idle fetcher goroutine (unbuffered: a
+	// send succeeds only if one is waiting); fetcherWG counts them.
+	fetchers  chan func()
+	fetcherWG sync.WaitGroup
 
 	counts      [numStatus]atomic.Int64
 	fills       fillCounts
@@ -112,16 +116,17 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		ctx:     ctx,
-		cancel:  cancel,
-		index:   newKeyIndex(),
-		budget:  budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
-		cfg:     cfg,
-		log:     cfg.Logger,
-		bodies:  dedupbody.New(dedupbody.Config{}),
-		headers: dedupbody.New(dedupbody.Config{}),
-		now:     time.Now,
-		started: time.Now(),
+		ctx:      ctx,
+		cancel:   cancel,
+		index:    newKeyIndex(),
+		fetchers: make(chan func()),
+		budget:   budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		bodies:   dedupbody.New(dedupbody.Config{}),
+		headers:  dedupbody.New(dedupbody.Config{}),
+		now:      time.Now,
+		started:  time.Now(),
 	}
 	store, err := cachestore.New(cachestore.Config{
 		MaxMemory:       cfg.MaxMemory - inflight,
@@ -188,6 +193,7 @@ func (p *Proxy) Handler() http.Handler { return p.handler }
 func (p *Proxy) Close() {
 	p.cancel()
 	p.bg.Wait()
+	p.fetcherWG.Wait()
 	p.store.Close()
 	p.tr.CloseIdleConnections()
 }
