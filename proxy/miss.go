@@ -379,13 +379,24 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 		panic(http.ErrAbortHandler) // cannot happen: only the leader gets here without a reader, and it has one
 	}
 	rc := http.NewResponseController(w)
+	length := int64(-1) // the body's announced length, when it is known
+	if s.pend != nil {
+		length = s.pend.length
+	}
+	var sent int64
 	for {
 		b, done, complete, err := rd.next(r.Context())
 		if len(b) > 0 {
 			if _, werr := w.Write(b); werr != nil {
 				return
 			}
-			_ = rc.Flush()
+			sent += int64(len(b))
+			if sent != length {
+				// More is coming: let the client have this much now. The
+				// last bytes go out with the end of the response, in the
+				// same write.
+				_ = rc.Flush()
+			}
 		}
 		if done {
 			if !complete && r.Context().Err() == nil {
