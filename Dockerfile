@@ -32,13 +32,15 @@
 # when building releases.
 
 FROM golang:1.26.8-bookworm AS build
+# The build cache in a directory of its own, mounted as a cache below.
+ENV GOCACHE=/cache/go-build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=""
 ARG COMMIT=""
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/cache/go-build \
     CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/dedupcache .
