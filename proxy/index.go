@@ -21,10 +21,10 @@ import (
 // are stored and when they leave the store (release callback).
 type keyIndex struct {
 	mu       sync.Mutex
-	variants map[uint64]map[uint64]struct{} // primary hash -> variant hashes
-	tags     map[string]map[uint64]struct{} // tag -> entry hashes
-	tagged   map[uint64]tagged              // entry hash -> its entry and tags
-	hosts    map[string]int                 // host -> entries stored under it
+	variants map[uint64]map[uint64]*cachestore.Entry // primary hash -> variant hash -> the entry indexed
+	tags     map[string]map[uint64]struct{}          // tag -> entry hashes
+	tagged   map[uint64]tagged                       // entry hash -> its entry and tags
+	hosts    map[string]int                          // host -> entries stored under it
 }
 
 // tagged is a tagged entry as the index knows it.
@@ -35,7 +35,7 @@ type tagged struct {
 
 func newKeyIndex() *keyIndex {
 	return &keyIndex{
-		variants: make(map[uint64]map[uint64]struct{}),
+		variants: make(map[uint64]map[uint64]*cachestore.Entry),
 		tags:     make(map[string]map[uint64]struct{}),
 		tagged:   make(map[uint64]tagged),
 		hosts:    make(map[string]int),
@@ -52,10 +52,10 @@ func (x *keyIndex) stored(h, ph uint64, host string, e *cachestore.Entry, tags [
 	if h != ph {
 		set := x.variants[ph]
 		if set == nil {
-			set = make(map[uint64]struct{}, 2)
+			set = make(map[uint64]*cachestore.Entry, 2)
 			x.variants[ph] = set
 		}
-		set[h] = struct{}{}
+		set[h] = e
 	}
 	x.untagLocked(h)
 	if len(tags) > 0 {
@@ -166,7 +166,9 @@ func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) 
 	if !isVariant {
 		return
 	}
-	if set := x.variants[ph]; set != nil {
+	// Only if the link is still this entry's: a newer variant stored
+	// under the same hash (stored() runs before its Set) keeps its link.
+	if set := x.variants[ph]; set != nil && set[h] == e {
 		delete(set, h)
 		if len(set) == 0 {
 			delete(x.variants, ph)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"dedupcache/cachestore"
 )
 
 // Tests for the findings of the December 2026 security review, one or more
@@ -761,5 +763,26 @@ func TestPurgeRacingFill(t *testing.T) {
 	}
 	if _, body := do(t, "GET", srv.URL+"/race"); body != "new" {
 		t.Errorf("after the purge: %q; want new (the old response came back)", body)
+	}
+}
+
+// The variant index keeps the link of a newer variant when an older entry
+// under the same hash leaves late (the review's "variant links can be lost
+// in a race"): a url purge or §4.4 invalidation must still reach it.
+func TestVariantLinkSurvivesOldRelease(t *testing.T) {
+	x := newKeyIndex()
+	key := variantKey("h.example /x", "a")
+	h, ph := keyHashString(key), primaryHash("h.example /x")
+	older := &cachestore.Entry{Key: key}
+	newer := &cachestore.Entry{Key: key}
+	x.stored(h, ph, "h.example", older, nil)
+	x.stored(h, ph, "h.example", newer, nil)
+	x.released(older, cachestore.Evicted) // the old one leaves after the new one was indexed
+	if got := x.variantsOf(ph, false); len(got) != 1 || got[0] != h {
+		t.Errorf("variants after the older entry left: %v; want [%d]", got, h)
+	}
+	x.released(newer, cachestore.Evicted)
+	if got := x.variantsOf(ph, false); len(got) != 0 {
+		t.Errorf("variants after both left: %v; want none", got)
 	}
 }
