@@ -236,7 +236,9 @@ type recorder struct {
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
+	// An interim response (103 Early Hints, 100 Continue) is not the
+	// request's status; 101 Switching Protocols is the last one it gets.
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)

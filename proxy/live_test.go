@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -136,5 +138,30 @@ func TestAppendEscaped(t *testing.T) {
 				t.Errorf("got %q; want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// An interim response (103 Early Hints) is not the status the access log
+// records: the final one is.
+func TestAccessLogSkipsInterimStatus(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	})
+	var logs syncBuf
+	_, srv := newTestProxy(t, o.URL, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.AccessLogEvery = 1
+	})
+	do(t, "POST", srv.URL+"/hints")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(logs.String(), "msg=access") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := logs.String(); !strings.Contains(s, "status=201") || strings.Contains(s, "status=103") {
+		t.Errorf("access log: %s; want status=201", s)
 	}
 }
