@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -22,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"dedupcache/internal/redistest"
 )
 
 // End-to-end tests of the Redis shared tier (issue 14) against Debian's
@@ -57,30 +58,12 @@ type redisProc struct {
 	done chan struct{}
 }
 
-// redisServerBin returns the redis-server to run: $REDIS_SERVER, else the
-// one on PATH. Without one the test is skipped, unless CI is set: then it
-// fails.
-func redisServerBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server not found and CI is set: install Debian's redis-server (.ci/run does)")
-		}
-		t.Skip("redis-server not found: apt-get install redis-server to run the shared-tier tests")
-	}
-	return p
-}
-
 // newRedis reserves a free port for a redis-server without starting it
 // (for Redis down at start); start runs it.
 func newRedis(t *testing.T) *redisProc {
 	t.Helper()
-	r := &redisProc{t: t, bin: redisServerBin(t), dir: t.TempDir()}
-	r.port = freePortNum(t)
+	r := &redisProc{t: t, bin: redistest.Binary(t), dir: t.TempDir()}
+	r.port = redistest.FreePort(t)
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
@@ -103,18 +86,8 @@ func startRedis(t *testing.T) *redisProc {
 		if attempt == 4 {
 			t.Fatalf("redis-server: %v\n%s", err, r.log())
 		}
-		r.port = freePortNum(t)
+		r.port = redistest.FreePort(t)
 	}
-}
-
-func freePortNum(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // start runs the server on r.port and waits (at most 5 s) for PING.
@@ -189,25 +162,7 @@ func (r *redisProc) log() string {
 // do sends one command on a fresh connection and returns the reply
 // flattened to strings (arrays in order; a nil bulk string is "(nil)").
 func (r *redisProc) do(args ...string) ([]string, error) {
-	c, err := net.DialTimeout("tcp", r.addr(), time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write(b.Bytes()); err != nil {
-		return nil, err
-	}
-	var out []string
-	if err := respRead(bufio.NewReader(c), &out); err != nil {
-		return out, err
-	}
-	return out, nil
+	return redistest.Do(r.addr(), args...)
 }
 
 // mustDo is do that fails the test on an error, and returns the first
@@ -246,44 +201,6 @@ func (r *redisProc) memoryUsage(key string) int64 {
 	v := r.mustDo("MEMORY", "USAGE", key, "SAMPLES", "0")
 	n, _ := strconv.ParseInt(v, 10, 64)
 	return n
-}
-
-func respRead(r *bufio.Reader, out *[]string) error {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return fmt.Errorf("empty reply line")
-	}
-	switch line[0] {
-	case '+', ':':
-		*out = append(*out, line[1:])
-	case '-':
-		return fmt.Errorf("redis: %s", line[1:])
-	case '$':
-		n, _ := strconv.Atoi(line[1:])
-		if n < 0 {
-			*out = append(*out, "(nil)")
-			return nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return err
-		}
-		*out = append(*out, string(buf[:n]))
-	case '*':
-		n, _ := strconv.Atoi(line[1:])
-		for range n {
-			if err := respRead(r, out); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("unexpected reply %q", line)
-	}
-	return nil
 }
 
 // ---------------------------------------------------------------------

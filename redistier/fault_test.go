@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"dedupcache/internal/redistest"
 )
 
 // slack is what a call may take beyond Config.Timeout on this machine
@@ -55,8 +57,8 @@ func hammer(t *testing.T, tr *Tier, d time.Duration) (hits int) {
 // goroutine behind.
 func TestFaults(t *testing.T) {
 	base := goroutines()
-	port := freePort(t)
-	s := &server{tb: t, bin: redisBinary(t), dir: t.TempDir(), port: port}
+	port := redistest.FreePort(t)
+	s := &server{tb: t, bin: redistest.Binary(t), dir: t.TempDir(), port: port}
 	t.Cleanup(s.stop)
 	tr, err := New(context.Background(), Config{URL: s.url(), ProbeInterval: 50 * time.Millisecond})
 	if err != nil {

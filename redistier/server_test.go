@@ -1,11 +1,7 @@
 package redistier
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dedupcache/internal/redistest"
 )
 
 // server is a redis-server process started by a test on a free loopback
@@ -28,29 +26,12 @@ type server struct {
 	done chan struct{}
 }
 
-// redisBinary returns the redis-server to run: $REDIS_SERVER, else the one
-// on PATH. Without one the test is skipped, unless CI is set: then it fails.
-func redisBinary(tb testing.TB) string {
-	tb.Helper()
-	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis-server not found and CI is set: install Debian's redis-server (.ci/run does)")
-		}
-		tb.Skip("redis-server not found: install Debian's redis-server (apt-get install redis-server) to run this test")
-	}
-	return p
-}
-
 // startServer starts a redis-server with extra config arguments.
 func startServer(tb testing.TB, extra ...string) *server {
 	tb.Helper()
-	s := &server{tb: tb, bin: redisBinary(tb), dir: tb.TempDir(), args: extra}
+	s := &server{tb: tb, bin: redistest.Binary(tb), dir: tb.TempDir(), args: extra}
 	for attempt := 0; ; attempt++ {
-		s.port = freePort(tb)
+		s.port = redistest.FreePort(tb)
 		err := s.start()
 		if err == nil {
 			break
@@ -66,16 +47,6 @@ func startServer(tb testing.TB, extra ...string) *server {
 		}
 	})
 	return s
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // start runs the server on s.port and waits (at most 5 s) until it answers
@@ -148,29 +119,11 @@ func (s *server) log() string {
 	return string(b)
 }
 
-// do sends one command over a fresh connection with RESP2 and returns the
-// reply flattened to a string (arrays joined by newlines), so that tests
-// check the server with no client library in between.
+// do sends one command (redistest.Do) and returns the reply as one string,
+// arrays joined by newlines.
 func (s *server) do(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", s.addr(), time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write(b.Bytes()); err != nil {
-		return "", err
-	}
-	var out []string
-	if err := readReply(bufio.NewReader(c), &out); err != nil {
-		return "", err
-	}
-	return strings.Join(out, "\n"), nil
+	out, err := redistest.Do(s.addr(), args...)
+	return strings.Join(out, "\n"), err
 }
 
 // mustDo is do that fails the test on an error.
@@ -181,42 +134,4 @@ func (s *server) mustDo(args ...string) string {
 		s.tb.Fatalf("%v: %v", args, err)
 	}
 	return r
-}
-
-func readReply(r *bufio.Reader, out *[]string) error {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return fmt.Errorf("empty reply line")
-	}
-	switch line[0] {
-	case '+', ':':
-		*out = append(*out, line[1:])
-	case '-':
-		return fmt.Errorf("redis: %s", line[1:])
-	case '$':
-		n, _ := strconv.Atoi(line[1:])
-		if n < 0 {
-			*out = append(*out, "(nil)")
-			return nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return err
-		}
-		*out = append(*out, string(buf[:n]))
-	case '*':
-		n, _ := strconv.Atoi(line[1:])
-		for range n {
-			if err := readReply(r, out); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("unexpected reply %q", line)
-	}
-	return nil
 }

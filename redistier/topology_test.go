@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"dedupcache/internal/redistest"
 )
 
 // The topologies of issue 14 besides standalone: a 3-primary Cluster and a
@@ -19,10 +21,10 @@ import (
 // processes on loopback started by the tests.
 
 // redisCLI returns redis-cli next to redis-server or on PATH; like
-// redisBinary, it skips without one unless CI is set.
+// redistest.Binary, it skips without one unless CI is set.
 func redisCLI(tb testing.TB) string {
 	tb.Helper()
-	bin := redisBinary(tb)
+	bin := redistest.Binary(tb)
 	if p := filepath.Join(filepath.Dir(bin), "redis-cli"); fileExists(p) {
 		return p
 	}
@@ -63,7 +65,7 @@ func startCluster(t *testing.T) []*server {
 		// The bus port is given: port+10000 may be taken or out of range
 		// for an ephemeral port.
 		nodes[i] = startServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", strconv.Itoa(freePort(t)), "--cluster-node-timeout", "2000")
+			"--cluster-port", strconv.Itoa(redistest.FreePort(t)), "--cluster-node-timeout", "2000")
 		args = append(args, nodes[i].addr())
 	}
 	out, err := exec.Command(cli, append([]string{"--cluster"}, append(args, "--cluster-yes")...)...).CombinedOutput()
@@ -300,11 +302,11 @@ func TestCluster(t *testing.T) {
 // 1, quick to declare it down and to fail over.
 func startSentinel(t *testing.T, master *server) *server {
 	t.Helper()
-	s := &server{tb: t, bin: redisBinary(t), dir: t.TempDir()}
+	s := &server{tb: t, bin: redistest.Binary(t), dir: t.TempDir()}
 	conf := filepath.Join(s.dir, "sentinel.conf")
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		s.port = freePort(t)
+		s.port = redistest.FreePort(t)
 		// Sentinel rewrites its config file: it must be its own, writable.
 		os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nloglevel notice\n"+
 			"sentinel monitor m 127.0.0.1 %d 1\n"+
