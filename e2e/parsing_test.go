@@ -199,11 +199,6 @@ func TestParsing(t *testing.T) {
 	o, c := secPair(t, "server:\n  max_header_bytes: \"8KiB\"\n")
 	addr := strings.TrimPrefix(c.url, "http://")
 
-	// report fails the test for row.
-	report := func(t *testing.T, _ parseRow, format string, args ...any) {
-		t.Helper()
-		t.Errorf(format, args...)
-	}
 	expand := func(raw, method, path string) string {
 		raw = strings.NewReplacer("{M}", method, "{P}", path, "{H}", addr).Replace(raw)
 		if head, body, ok := strings.Cut(raw, "\r\n\r\n"); ok && strings.Contains(head, "{N}") {
@@ -221,34 +216,34 @@ func TestParsing(t *testing.T) {
 		rc.write(t, raw)
 		first, err := rc.read(method)
 		if err != nil {
-			report(t, row, "%q: no response: %v", raw, err)
+			t.Errorf("%q: no response: %v", raw, err)
 			return
 		}
 		more, closed := rc.rest(time.Second)
 		t.Logf("%s %s: %v; then %d more responses, connection closed: %v", method, path, first, len(more), closed)
 		processed := slices.Contains(row.processed, first.status)
 		if got := pathSeen(t, path); !processed && got != before {
-			report(t, row, "%q: answered %d but the origin saw %s %d times; want %d (never forwarded)", raw, first.status, path, got, before)
+			t.Errorf("%q: answered %d but the origin saw %s %d times; want %d (never forwarded)", raw, first.status, path, got, before)
 		}
 		switch {
 		case slices.Contains(row.want, first.status):
 		case processed:
 			if !closed {
-				report(t, row, "%q: processed (%d) but the connection stayed open; want it closed after the response (RFC 9112 §6.3)", raw, first.status)
+				t.Errorf("%q: processed (%d) but the connection stayed open; want it closed after the response (RFC 9112 §6.3)", raw, first.status)
 			}
 			for _, e := range o.echoLog(t, path) {
 				if e.Target == path && e.BodyLen != 0 {
-					report(t, row, "%q: the origin got a %d-byte body; want the chunked framing (empty body)", raw, e.BodyLen)
+					t.Errorf("%q: the origin got a %d-byte body; want the chunked framing (empty body)", raw, e.BodyLen)
 				}
 			}
 		default:
-			report(t, row, "%q: got %v; want one of %v (or %v with the connection closed)", raw, first, row.want, row.processed)
+			t.Errorf("%q: got %v; want one of %v (or %v with the connection closed)", raw, first, row.want, row.processed)
 		}
 		if len(more) > 0 {
-			report(t, row, "%q: the bytes after the body were answered as %d more requests (first: %v)", raw, len(more), more[0])
+			t.Errorf("%q: the bytes after the body were answered as %d more requests (first: %v)", raw, len(more), more[0])
 		}
 		if got := pathSeen(t, path+"/smuggled"); got != 0 {
-			report(t, row, "%q: the smuggled request reached the origin %d times", raw, got)
+			t.Errorf("%q: the smuggled request reached the origin %d times", raw, got)
 		}
 	}
 
@@ -284,15 +279,15 @@ func TestParsing(t *testing.T) {
 				rc.write(t, raw)
 				r, err := rc.read(http.MethodGet)
 				if err != nil {
-					report(t, row, "%.200q: no response: %v", raw, err)
+					t.Errorf("%.200q: no response: %v", raw, err)
 					return
 				}
 				t.Logf("%.120q: %v", raw, r)
 				if !slices.Contains(row.want, r.status) {
-					report(t, row, "%.200q: got %v; want one of %v", raw, r, row.want)
+					t.Errorf("%.200q: got %v; want one of %v", raw, r, row.want)
 				}
 				if got := pathSeen(t, path); got != 0 {
-					report(t, row, "%.200q: the origin saw %s %d times; want 0", raw, path, got)
+					t.Errorf("%.200q: the origin saw %s %d times; want 0", raw, path, got)
 				}
 			})
 		}

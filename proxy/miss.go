@@ -385,7 +385,7 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 	}
 	var sent int64
 	for {
-		b, done, complete, err := rd.next(r.Context())
+		b, done, complete, _ := rd.next(r.Context())
 		if len(b) > 0 {
 			if _, werr := w.Write(b); werr != nil {
 				return
@@ -403,7 +403,6 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 				// The upstream body was cut off (or this reader fell too far
 				// behind a body that is not stored): end the client's
 				// response the same way, never as if complete.
-				_ = err
 				panic(http.ErrAbortHandler)
 			}
 			return

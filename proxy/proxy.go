@@ -68,7 +68,6 @@ type Proxy struct {
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
 	upstream    upstreamStats
-	shared      sharedStats
 	purgeGen    atomic.Uint64 // bumped by every purge: fetches begun before it do not store
 }
 

@@ -17,6 +17,7 @@ import (
 // response, from a fetch (miss) otherwise, or straight from the upstream
 // when the request bypasses the cache.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	live := p.live() // one snapshot of the reloadable settings per request
 	switch {
 	case r.Method == http.MethodConnect:
 		// A reverse proxy for one upstream does not open tunnels.
@@ -26,8 +27,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	case len(r.Host) > maxHostLen:
 		http.Error(w, "Host too long", http.StatusBadRequest)
 		return
-	case r.Method == "PURGE" && p.live().PurgeToken != "":
-		p.servePurge(w, r, p.live().PurgeToken)
+	case r.Method == "PURGE" && live.PurgeToken != "":
+		p.servePurge(w, r, live.PurgeToken)
 		return
 	case isUpgrade(r):
 		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "upgrade"})
@@ -47,7 +48,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	host, uri := keyParts(r)
 	var rule *rules.Rule
-	if rs := p.live().Rules; rs.Len() > 0 {
+	if rs := live.Rules; rs.Len() > 0 {
 		method := r.Method
 		if method == http.MethodHead {
 			method = http.MethodGet // a HEAD is answered from the GET
@@ -67,7 +68,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		ruleName = rule.String()
 	}
 	h := keyHash(host, uri)
-	if p.live().DebugHeaders {
+	if live.DebugHeaders {
 		w.Header()["X-Cache-Key"] = []string{printableKey(keyString(host, uri))}
 	}
 	e, fwd := p.lookup(r, host, uri, h)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"dedupcache/cachestore"
@@ -138,15 +137,9 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		return nil // not a header block of ours
 	}
 	sh.Held(se.BodySum, e.Body.Bytes())
-	p.shared.hits.Add(1)
 	fr := entryFreshness(e)
 	p.put(f, e, primary, fr, se.Tags, vary...)
 	return e
-}
-
-// sharedStats count what the shared tier answered.
-type sharedStats struct {
-	hits atomic.Int64 // fetches answered from the shared tier
 }
 
 // sharedHit answers a fetch from an entry the shared tier held, if it is
