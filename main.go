@@ -38,6 +38,7 @@ import (
 	"unsafe"
 	"weak"
 
+	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
 	"dedupcache/admin"
@@ -536,7 +537,7 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 		}()
 	}
 	a.servers = []*named{
-		{"proxy", newServer(cfg.Server, p.Handler(), logger.With("server", "proxy")), proxyLn},
+		{"proxy", proxyServer(cfg.Server, p, logger.With("server", "proxy")), proxyLn},
 		{"admin", newServer(cfg.Server, adm.Handler(), logger.With("server", "admin")), adminLn},
 	}
 	if metricsLn != nil {
@@ -619,9 +620,50 @@ func (a *app) shutdown() {
 // named is a server with its listener, for logs and shutdown.
 type named struct {
 	name string
-	srv  *http.Server
+	srv  server
 	ln   net.Listener
 }
+
+// server is what main needs of an HTTP server: *http.Server, or the
+// proxy's fasthttp server through fastServer.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// proxyServer returns the proxy listener's server for the configured engine.
+func proxyServer(c config.Server, p *proxy.Proxy, logger *slog.Logger) server {
+	if c.Engine == config.EngineNetHTTP {
+		return newServer(c, p.Handler(), logger)
+	}
+	// fasthttp has one read deadline per request, header and body.
+	read := time.Duration(c.ReadTimeout)
+	if read == 0 {
+		read = time.Duration(c.ReadHeaderTimeout)
+	}
+	return fastServer{p.FastServer(read, time.Duration(c.WriteTimeout), time.Duration(c.IdleTimeout), int(c.MaxHeaderBytes), int(c.MaxRequestBody))}
+}
+
+// fastServer adapts a fasthttp server to [server].
+type fastServer struct{ s *fasthttp.Server }
+
+// Serve implements server; like net/http's, it reports a shutdown as
+// http.ErrServerClosed.
+func (f fastServer) Serve(ln net.Listener) error {
+	if err := f.s.Serve(ln); err != nil {
+		return err
+	}
+	return http.ErrServerClosed
+}
+
+// Shutdown implements server: it stops accepting, closes idle connections
+// and waits for requests in flight until ctx ends.
+func (f fastServer) Shutdown(ctx context.Context) error { return f.s.ShutdownWithContext(ctx) }
+
+// Close implements server. fasthttp cannot cut requests in flight short;
+// their connections close as each one ends (CloseOnShutdown).
+func (f fastServer) Close() error { return nil }
 
 // newServer returns a server with the configured limits whose own error log
 // (accept errors, handler panics) goes to logger.

@@ -172,12 +172,24 @@ type UpstreamTimeouts struct {
 // Server configures both HTTP servers (proxy and admin); the fields map onto
 // the [net/http.Server] fields of the same names, 0 meaning no limit.
 type Server struct {
+	// Engine is the HTTP/1.1 server of the proxy listener: "fasthttp"
+	// (the default: hits are written from buffers the server reuses) or
+	// "net/http" (Go's own server, which streams request bodies instead of
+	// reading them whole first).
+	Engine            string   `yaml:"engine"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	ReadTimeout       Duration `yaml:"read_timeout"`
 	// WriteTimeout is 0 by default so long downloads are not cut off.
-	WriteTimeout    Duration `yaml:"write_timeout"`
-	IdleTimeout     Duration `yaml:"idle_timeout"`
-	MaxHeaderBytes  Size     `yaml:"max_header_bytes"`
+	WriteTimeout Duration `yaml:"write_timeout"`
+	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's line and header block (431 past
+	// it). With the fasthttp engine it is also each connection's read
+	// buffer, so keep it small.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// MaxRequestBody bounds a request body on the fasthttp engine, which
+	// reads a body whole before the request goes upstream (413 past it).
+	// The net/http engine streams bodies and ignores it.
+	MaxRequestBody  Size     `yaml:"max_request_body"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // graceful shutdown budget on SIGINT/SIGTERM
 	// TrustedProxies lists the peers (CIDRs such as "10.0.0.0/8", or single
 	// IP addresses) whose X-Forwarded-For is appended to and whose
@@ -186,6 +198,12 @@ type Server struct {
 	// [Server.TrustedPrefixes].
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
+
+// The values of [Server.Engine].
+const (
+	EngineFast    = "fasthttp"
+	EngineNetHTTP = "net/http"
+)
 
 // Log configures the process logger.
 type Log struct {
@@ -238,10 +256,12 @@ func Default() Config {
 			MaxIdleConnsPerHost: 256,
 		},
 		Server: Server{
+			Engine:            EngineFast,
+			MaxRequestBody:    16 * MiB,
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			ReadTimeout:       Duration(60 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
-			MaxHeaderBytes:    1 * MiB,
+			MaxHeaderBytes:    64 * KiB,
 			ShutdownTimeout:   Duration(15 * time.Second),
 			TrustedProxies:    []string{},
 		},

@@ -97,6 +97,12 @@ func (c Config) Validate() error {
 	if s.MaxHeaderBytes <= 0 || s.MaxHeaderBytes > 1*GiB {
 		v.fail("server.max_header_bytes", "%s is outside (0, 1GiB]", s.MaxHeaderBytes)
 	}
+	if s.Engine != EngineFast && s.Engine != EngineNetHTTP {
+		v.fail("server.engine", "%q is not %q or %q", s.Engine, EngineFast, EngineNetHTTP)
+	}
+	if s.MaxRequestBody <= 0 || s.MaxRequestBody > 1*GiB {
+		v.fail("server.max_request_body", "%s is outside (0, 1GiB]", s.MaxRequestBody)
+	}
 	for i, p := range s.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			v.fail(fmt.Sprintf("server.trusted_proxies[%d]", i), "%s", err)

@@ -43,24 +43,24 @@ func ParseVary(respHdr http.Header) (names []string, star bool) {
 // The key is unambiguous whatever the bytes in names and values: each name
 // and value is written with its length ("<len>:<name><len>:<value>", or
 // "<len>:<name>-" when absent).
-func VaryKey(names []string, reqHdr http.Header) string {
+func VaryKey(names []string, reqHdr Fields) string {
 	return string(AppendVaryKey(nil, names, reqHdr))
 }
 
 // AppendVaryKey appends [VaryKey]'s bytes to dst and returns the extended
 // slice, so that a caller with a buffer of its own (the cache's hit path)
 // builds the key without allocating.
-func AppendVaryKey(dst []byte, names []string, reqHdr http.Header) []byte {
+func AppendVaryKey(dst []byte, names []string, reqHdr Fields) []byte {
 	var scratch [128]byte
 	for _, name := range names {
 		dst = strconv.AppendInt(dst, int64(len(name)), 10)
 		dst = append(dst, ':')
 		dst = append(dst, name...)
 		var v []byte
-		switch lines, ok := reqHdr[name]; {
+		switch lines := reqHdr.Values(name); {
 		case name == "Accept-Encoding":
 			v = append(scratch[:0], AcceptEncodingBucket(reqHdr)...)
-		case !ok:
+		case lines == nil:
 			dst = append(dst, '-')
 			continue
 		default:
@@ -116,7 +116,7 @@ func appendNormalized(dst []byte, lines []string) []byte {
 // client's field, as the Accept-Encoding of requests it sends upstream for a
 // response that varies on it: otherwise a client in bucket "br" could be
 // served a gzip (or zstd) variant fetched for a client that listed both.
-func AcceptEncodingBucket(reqHdr http.Header) string {
+func AcceptEncodingBucket(reqHdr Fields) string {
 	br, gzip, star := -1.0, -1.0, -1.0
 	for _, line := range reqHdr.Values("Accept-Encoding") {
 		for m := range strings.SplitSeq(line, ",") {

@@ -85,7 +85,7 @@ func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedu
 	if fr.MustRevalidate {
 		stale = 0
 	}
-	if h, _ := hdr.Aux().(blockFields); h.get("Etag") != "" || h.get("Last-Modified") != "" {
+	if h := blockOf(hdr.Aux()); h.get("Etag") != "" || h.get("Last-Modified") != "" {
 		stale = max(stale, p.live().Keep)
 	}
 	return max(fr.Lifetime-initialAge+stale, time.Second)
@@ -106,6 +106,5 @@ func seconds(d time.Duration) int32 {
 // entryFields returns the parsed header block of an entry (nil for an
 // entry without one).
 func entryFields(e *cachestore.Entry) blockFields {
-	f, _ := e.Header.Body().Aux().(blockFields)
-	return f
+	return blockOf(e.Header.Body().Aux())
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"dedupcache/policy"
@@ -124,16 +125,33 @@ func parseBlock(block []byte) (any, int64) {
 		vals = append(vals, v)
 		fields = append(fields, field{name: k, values: vals[start:len(vals):len(vals)]})
 	}
-	// The interface box, the fields array and the values array.
-	extra := int64(24 + 40*cap(fields) + 16*cap(vals))
-	return fields, extra
+	// The headerBlock, the fields array, the values array, and the fast
+	// listener's parsed copy of the block (see fastHead), counted before it
+	// is built so that building it never changes an entry's cost.
+	extra := int64(48+40*cap(fields)+16*cap(vals)) + fastHeadCost(len(block), len(fields))
+	return &headerBlock{fields: fields}, extra
+}
+
+// headerBlock is a stored header block's aux value (see parseBlock): its
+// fields, and the fast listener's form of it, built on first use.
+type headerBlock struct {
+	fields blockFields
+	fast   atomic.Pointer[fastHead]
+}
+
+// blockOf returns the parsed fields of a header store body's aux value.
+func blockOf(aux any) blockFields {
+	if b, _ := aux.(*headerBlock); b != nil {
+		return b.fields
+	}
+	return nil
 }
 
 // blockHeader returns the fields of a stored block as a new http.Header
 // whose value slices are the block's (shared, full: append reallocates).
 // For the miss and revalidation paths; the hit path walks blockFields.
 func blockHeader(aux any) http.Header {
-	f, _ := aux.(blockFields)
+	f := blockOf(aux)
 	if f == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"dedupcache/cachestore"
+	"dedupcache/policy"
 	"dedupcache/rules"
 )
 
@@ -84,7 +85,7 @@ func primaryHash(key string) uint64 {
 // shapeKey applies a rule's key block to uri: its query as the rule keeps
 // it, and the request fields the rule adds, after "\x02" (a byte no
 // request target holds). A cached POST's body suffix is kept.
-func shapeKey(k *rules.Key, uri string, h http.Header) string {
+func shapeKey(k *rules.Key, uri string, h policy.Fields) string {
 	base, post, hasPost := strings.Cut(uri, "\x01")
 	path, query, _ := strings.Cut(base, "?")
 	out := path

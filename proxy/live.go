@@ -86,9 +86,9 @@ func (p *Proxy) Reload(l Live) {
 // live returns the current live settings.
 func (p *Proxy) live() *Live { return p.liveCfg.Load() }
 
-// accessLog wraps h with the access log when it is on: it costs one
-// atomic load per request when off.
-func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
+// newLogRequest returns the function that runs h for a request and writes
+// its access log line.
+func (p *Proxy) newLogRequest() func(http.ResponseWriter, *http.Request, http.HandlerFunc) {
 	out := p.cfg.AccessLogOut
 	if out == nil {
 		out = os.Stderr
@@ -96,13 +96,8 @@ func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
 	text := slog.New(slog.NewTextHandler(out, nil))
 	json := slog.New(slog.NewJSONHandler(out, nil))
 	combined := &combinedWriter{out: out}
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
 		l := p.live()
-		every := l.AccessLogEvery
-		if every <= 0 || (every > 1 && p.logSeq.Add(1)%uint64(every) != 0) {
-			h(w, r)
-			return
-		}
 		rec := recorders.Get().(*recorder)
 		rec.ResponseWriter, rec.status, rec.bytes, rec.upstream = w, 0, 0, 0
 		start := time.Now()
@@ -137,6 +132,29 @@ func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
 		rec.ResponseWriter = nil
 		recorders.Put(rec)
 	}
+}
+
+// accessLog wraps h with the access log when it is on: it costs one
+// atomic load per request when off.
+func (p *Proxy) accessLog(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if p.sampled(p.live()) {
+			p.logRequest(w, r, h)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// sampled reports whether the access log records the next request.
+func (p *Proxy) sampled(l *Live) bool {
+	every := l.AccessLogEvery
+	return every == 1 || every > 1 && p.logSeq.Add(1)%uint64(every) == 0
+}
+
+// logged returns h with every request recorded in the access log.
+func (p *Proxy) logged(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { p.logRequest(w, r, h) }
 }
 
 // combinedWriter writes [AccessCombined] lines to out, each with one Write

@@ -56,6 +56,8 @@ func interestingGoroutines() []string {
 			strings.Contains(stack, "os/signal.signal_recv") ||
 			strings.Contains(stack, "created by runtime.gc") ||
 			strings.Contains(stack, "runtime.MHeap_Scavenger") ||
+			// fasthttp's Date ticker: one per process, started once.
+			strings.Contains(stack, "fasthttp.updateServerDate") ||
 			strings.Contains(stack, "net/http.(*persistConn)") && strings.Contains(stack, "DefaultTransport") {
 			continue
 		}

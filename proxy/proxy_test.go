@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,26 @@ func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *ht
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv("DEDUPCACHE_TEST_ENGINE") == "fasthttp" {
+		// The whole package's tests against the fast listener.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := p.FastServer(0, 0, 0, 1<<20, 64<<20)
+		fs.MaxIdleWorkerDuration = 50 * time.Millisecond // its cleaner outlives Shutdown by this much
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = fs.Serve(ln)
+		}()
+		t.Cleanup(func() {
+			_ = fs.Shutdown()
+			<-done
+			p.Close()
+		})
+		return p, &httptest.Server{URL: "http://" + ln.Addr().String(), Listener: ln}
 	}
 	srv := httptest.NewServer(p.Handler())
 	t.Cleanup(func() {

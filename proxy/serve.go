@@ -71,7 +71,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if live.DebugHeaders {
 		w.Header()["X-Cache-Key"] = []string{printableKey(keyString(host, uri))}
 	}
-	e, fwd := p.lookup(r, host, uri, h)
+	e, fwd := p.lookup(r.Header, host, uri, h)
 	req := noDirectives
 	hasDirectives := len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0
 	if hasDirectives {
@@ -147,13 +147,13 @@ const maxHostLen = 255
 
 // lookup returns the entry stored for r (resolving Vary), or nil and the
 // Cache-Status fwd reason.
-func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore.Entry, string) {
+func (p *Proxy) lookup(hdr policy.Fields, host, uri string, h uint64) (*cachestore.Entry, string) {
 	e, ok := p.store.Get(h)
 	if !ok || !keyIs(e.Key, host, uri) {
 		return nil, "uri-miss" // absent, or a 64-bit hash collision
 	}
 	if e.Vary != "" {
-		if e, ok = p.variant(e, r); !ok {
+		if e, ok = p.variant(e, hdr); !ok {
 			return nil, "vary-miss"
 		}
 	}
@@ -164,11 +164,11 @@ func (p *Proxy) lookup(r *http.Request, host, uri string, h uint64) (*cachestore
 // Most real responses vary (Vary: Accept-Encoding above all), so this is
 // on the hit path too: the variant key is built in a stack buffer and
 // compared without making a string.
-func (p *Proxy) variant(index *cachestore.Entry, r *http.Request) (*cachestore.Entry, bool) {
+func (p *Proxy) variant(index *cachestore.Entry, hdr policy.Fields) (*cachestore.Entry, bool) {
 	var buf [256]byte
 	vk := append(buf[:0], index.Key...)
 	vk = append(vk, 0)
-	vk = policy.AppendVaryKey(vk, p.varyNames(index.Vary), r.Header)
+	vk = policy.AppendVaryKey(vk, p.varyNames(index.Vary), hdr)
 	e, ok := p.store.Get(xxhash.Sum64(vk))
 	if !ok || e.Key != string(vk) {
 		return nil, false

@@ -185,10 +185,10 @@ func compareParams(a, b string) int {
 // holds NUL. Example: " h:accept-language=2:fr c:session=3:abc".
 //
 // AppendExtra allocates only to grow dst.
-func (k *Key) AppendExtra(dst []byte, h http.Header) []byte {
+func (k *Key) AppendExtra(dst []byte, h Fields) []byte {
 	for i, name := range k.headers {
 		dst = append(dst, k.tags[i]...)
-		if vv := h[name]; len(vv) > 0 {
+		if vv := h.Values(name); len(vv) > 0 {
 			dst = append(dst, '=')
 			for _, v := range vv {
 				dst = appendValue(dst, v)
@@ -198,7 +198,7 @@ func (k *Key) AppendExtra(dst []byte, h http.Header) []byte {
 	for i, name := range k.cookies {
 		dst = append(dst, k.tags[len(k.headers)+i]...)
 		found := false
-		for _, line := range h["Cookie"] {
+		for _, line := range h.Values("Cookie") {
 			for part := range strings.SplitSeq(line, ";") {
 				n, v, _ := strings.Cut(part, "=")
 				if strings.TrimSpace(n) != name {
@@ -213,6 +213,13 @@ func (k *Key) AppendExtra(dst []byte, h http.Header) []byte {
 		}
 	}
 	return dst
+}
+
+// Fields is read access to a request's header fields by canonical name
+// (http.Header implements it): Values returns the field's lines, nil when
+// absent, valid until the next call.
+type Fields interface {
+	Values(name string) []string
 }
 
 // appendValue appends one length-prefixed value (or a quoted one, if it

@@ -1,0 +1,506 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"dedupcache/cachestore"
+)
+
+// The fast listener: the proxy on fasthttp, an HTTP/1.1 server that reuses
+// every per-request buffer. A fresh hit, the request that dominates a cache's
+// traffic, is answered here from the engine-neutral core (the same lookup
+// that serve uses: host, target and a policy.Fields view of the header) with
+// the stored header block in the engine's own parsed form, copied into the
+// response, and the shared body handed over without a copy; fasthttp writes
+// head and body with one buffered flush (one writev past its buffer). Every
+// other request (misses, conditionals, ranges, stale, bypass, purges,
+// upgrades) runs the net/http handler through fasthttpadaptor, which streams.
+
+// FastHandler returns the proxy as a fasthttp request handler, for a
+// server configured by [FastServer].
+func (p *Proxy) FastHandler() fasthttp.RequestHandler {
+	full := func(w http.ResponseWriter, r *http.Request) {
+		w, r = slowWriter(w, r), ownRequest(r)
+		// Under a net/http server, ReverseProxy aborts the response
+		// (panic(http.ErrAbortHandler)) when the upstream body breaks
+		// off; without one it ends the response as if complete. The
+		// adaptor turns the abort into a dropped connection.
+		// The RequestCtx's Done is the server's shutdown, not the client's
+		// hang-up: a drain must let requests in flight finish.
+		p.serve(w, r.WithContext(context.WithValue(context.WithoutCancel(r.Context()), http.ServerContextKey, fastMarker)))
+	}
+	plain := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(full))
+	logged := fasthttpadaptor.NewFastHTTPHandler(p.logged(full))
+	return func(ctx *fasthttp.RequestCtx) {
+		if !validFieldNames(&ctx.Request.Header) {
+			// RFC 9112 §5: a field name is a token; net/http's server
+			// refuses the others too.
+			ctx.Response.SetConnectionClose()
+			ctx.Error("invalid header field name", fasthttp.StatusBadRequest)
+			addDate(&ctx.Response.Header, "")
+			return
+		}
+		l := p.live()
+		log := p.sampled(l)
+		if !log && p.fastHit(ctx, l) {
+			return
+		}
+		st := slowStates.Get().(*slowState)
+		*st = slowState{length: -1}
+		ctx.SetUserValue(slowKey{}, st)
+		if log {
+			logged(ctx)
+		} else {
+			plain(ctx)
+		}
+		ctx.RemoveUserValue(slowKey{})
+		if !ctx.Hijacked() {
+			if st.length >= 0 && ctx.Response.IsBodyStream() && !ctx.IsHead() {
+				// The adaptor streams a flushed response chunked; the
+				// length the handler announced frames it instead (and a
+				// body that ends short drops the connection). fasthttp
+				// writes such a body through its buffer, so the header
+				// is flushed at once.
+				ctx.Response.Header.SetContentLength(int(st.length))
+				ctx.Response.ImmediateHeaderFlush = true
+			}
+			addDate(&ctx.Response.Header, st.date)
+		}
+		slowStates.Put(st)
+	}
+}
+
+// FastServer returns a fasthttp server for [Proxy.FastHandler] with the
+// given limits (zero: fasthttp's defaults). The caller serves it and shuts
+// it down.
+func (p *Proxy) FastServer(readTimeout, writeTimeout, idleTimeout time.Duration, maxHeaderBytes, maxBodyBytes int) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:      p.FastHandler(),
+		ReadTimeout:  readTimeout,
+		WriteTimeout: writeTimeout,
+		IdleTimeout:  idleTimeout,
+		// The read buffer bounds the request line and header block:
+		// past it fasthttp answers 431.
+		ReadBufferSize:        max(maxHeaderBytes, 4096),
+		MaxRequestBodySize:    maxBodyBytes,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		// The Date of a stored response is the origin's (RFC 9110 §6.6.1;
+		// a downstream cache computes Expires - Date); the hit writer and
+		// addDate put one on every response.
+		NoDefaultDate:                true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		Logger:                       fastLogger{p},
+	}
+}
+
+// fastMarker stands for the server in a full-path request's context.
+var fastMarker = &http.Server{}
+
+// fastLogger sends fasthttp's own messages (connection errors) to the
+// proxy's log at debug level: one per bad request would flood it.
+type fastLogger struct{ p *Proxy }
+
+// Printf implements fasthttp.Logger.
+func (l fastLogger) Printf(format string, args ...any) {
+	if l.p.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.p.log.Debug("http server", "msg", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	}
+}
+
+// fastHit answers ctx from a fresh stored response, if the request is a
+// plain GET or HEAD that one can answer (no directives, conditionals or
+// ranges: those take the full path). It reports whether it did.
+func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
+	rq := &ctx.Request.Header
+	head := false
+	switch string(rq.Method()) {
+	case http.MethodGet:
+	case http.MethodHead:
+		head = true
+	default:
+		return false
+	}
+	if rq.ContentLength() != 0 || live.DebugHeaders {
+		return false
+	}
+	host, uri := b2s(rq.Host()), b2s(rq.RequestURI())
+	if host == "" || len(host) > maxHostLen || uri == "" || uri[0] != '/' || hasUpper(host) {
+		return false // keyParts' uncommon cases
+	}
+	for _, k := range slowFields {
+		if len(rq.PeekBytes(k)) > 0 {
+			return false
+		}
+	}
+	f := fieldViews.Get().(*fastFields)
+	defer fieldViews.Put(f)
+	f.h = rq
+	if rs := live.Rules; rs.Len() > 0 {
+		if rule := rs.Request(host, uriPath(uri), http.MethodGet); rule != nil {
+			if rule.Bypass {
+				return false
+			}
+			if rule.Key != nil {
+				uri = shapeKey(rule.Key, uri, f)
+			}
+		}
+	}
+	e, _ := p.lookup(f, host, uri, keyHash(host, uri))
+	if e == nil || e.Flags&flagHitForMiss != 0 {
+		return false
+	}
+	age := entryAge(e, p.now())
+	fr := entryFreshness(e)
+	if age >= fr.Lifetime || fr.NoCache {
+		return false
+	}
+	return p.writeFastHit(ctx, e, age, hitValue(fr.Lifetime - age)[0], head)
+}
+
+// slowFields are request fields whose presence sends a GET to the full
+// path: directives (RFC 9111 §5.2.1), conditionals and ranges (answered by
+// serveSpecial), and Upgrade.
+var slowFields = [][]byte{
+	[]byte("Cache-Control"), []byte("Pragma"),
+	[]byte("If-None-Match"), []byte("If-Modified-Since"), []byte("Range"),
+	[]byte("Upgrade"),
+}
+
+// writeFastHit writes a stored response as a hit. It allocates nothing
+// once the entry's header block has its fast form.
+func (p *Proxy) writeFastHit(ctx *fasthttp.RequestCtx, e *cachestore.Entry, age time.Duration, cs string, head bool) bool {
+	t := fastHeadOf(e, &ctx.Response.Header)
+	if t == nil {
+		return false
+	}
+	rh := &ctx.Response.Header
+	t.hdr.CopyTo(rh)
+	rh.SetStatusCode(int(e.Status))
+	copy(rh.PeekCanonical(dateKey), p.dates.get(e.Date)[0])
+	rh.SetCanonical(ageKey, s2b(ageValue(age)[0]))
+	rh.SetCanonical(xCacheKey, s2b(xCache[StatusHit][0]))
+	rh.SetCanonical(cacheStatusKey, s2b(cs))
+	body := e.Body.Bytes()
+	// The body is the shared, immutable buffer: fasthttp writes it after
+	// this returns, and the slice keeps it alive until then.
+	ctx.Response.SetBodyRaw(body)
+	p.counts[StatusHit].Add(1)
+	if !head {
+		p.served.Add(int64(len(body)))
+	}
+	return true
+}
+
+var (
+	dateKey        = []byte("Date")
+	ageKey         = []byte("Age")
+	xCacheKey      = []byte("X-Cache")
+	cacheStatusKey = []byte("Cache-Status")
+)
+
+// fastHead is a header block in fasthttp's parsed form, with a Date field
+// whose value the hit overwrites: the block is parsed once, and a hit
+// copies it (no per-field work, no normalizing).
+type fastHead struct {
+	hdr *fasthttp.ResponseHeader // nil: the block does not parse; such hits take the full path
+}
+
+// datePlaceholder has the length of every IMF-fixdate (RFC 9110 §5.6.7).
+const datePlaceholder = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+// fastHeadCost estimates the heap of a block's fastHead: the header, its
+// field array and a copy of every name and value.
+func fastHeadCost(blockLen, fields int) int64 {
+	return int64(400 + 64*(fields+1) + blockLen + len(datePlaceholder))
+}
+
+// fastHeadOf returns the fast form of e's header block, building it on first
+// use. like is a response header made by the server: the fast form takes its
+// settings (no default Date) from it.
+func fastHeadOf(e *cachestore.Entry, like *fasthttp.ResponseHeader) *fastHead {
+	b, _ := e.Header.Body().Aux().(*headerBlock)
+	if b == nil {
+		return nil
+	}
+	if t := b.fast.Load(); t != nil {
+		if t.hdr == nil {
+			return nil
+		}
+		return t
+	}
+	t := &fastHead{hdr: parseFastHead(e.Header.Bytes(), like)}
+	b.fast.CompareAndSwap(nil, t)
+	if t = b.fast.Load(); t.hdr == nil {
+		return nil
+	}
+	return t
+}
+
+// parseFastHead parses a stored block (see renderHeader) behind a status line
+// and a Date placeholder, or returns nil if fasthttp refuses it. The result
+// keeps like's "no default Date" setting: fasthttp writes the Date field it
+// holds instead of the current time only then, and a parsed header is the
+// only way a Date field gets in (Set drops it).
+func parseFastHead(block []byte, like *fasthttp.ResponseHeader) *fasthttp.ResponseHeader {
+	raw := make([]byte, 0, len(block)+64)
+	raw = append(raw, "HTTP/1.1 200 OK\r\nDate: "+datePlaceholder+"\r\n"...)
+	raw = append(raw, block...)
+	raw = append(raw, "\r\n"...)
+	h := new(fasthttp.ResponseHeader)
+	like.CopyTo(h)
+	if err := h.Read(bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16)); err != nil {
+		return nil
+	}
+	if !bytes.Equal(h.PeekCanonical(dateKey), []byte(datePlaceholder)) {
+		return nil
+	}
+	return h
+}
+
+// fastFields is the policy.Fields view of a fasthttp request header.
+type fastFields struct {
+	h    *fasthttp.RequestHeader
+	vals []string
+}
+
+// Values implements policy.Fields. Like net/http's header map, it holds no
+// Host field (the Host is the key's own part).
+func (f *fastFields) Values(name string) []string {
+	if name == "Host" {
+		return nil
+	}
+	all := f.h.PeekAll(name)
+	if len(all) == 0 {
+		return nil
+	}
+	f.vals = f.vals[:0]
+	for _, v := range all {
+		f.vals = append(f.vals, b2s(v))
+	}
+	return f.vals
+}
+
+var fieldViews = sync.Pool{New: func() any { return &fastFields{vals: make([]string, 0, 4)} }}
+
+// validFieldNames reports whether every field name of h is a token.
+func validFieldNames(h *fasthttp.RequestHeader) bool {
+	for k := range h.All() {
+		if len(k) == 0 {
+			return false
+		}
+		for _, c := range k {
+			if !tokenByte[c] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tokenByte[c] reports whether c is a tchar (RFC 9110 §5.6.2).
+var tokenByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// hasUpper reports whether s has an upper-case ASCII letter.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// b2s views b as a string without copying; b must not change while the
+// string is used.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// s2b views s as bytes without copying; they must not be written.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// The full path on the fast listener.
+
+// slowKey is the user-value key of a request's slowState.
+type slowKey struct{}
+
+// slowState carries what the net/http handler of a request on the fast
+// listener tells the listener once the handler's header is out: the Date
+// the handler set (fasthttp drops a Date set through its API),
+// and the Content-Length (-1: none, or trailers follow the body).
+type slowState struct {
+	date   string
+	length int64
+}
+
+var slowStates = sync.Pool{New: func() any { return new(slowState) }}
+
+// slowWriter wraps the adaptor's writer so that the Date the handler sets
+// reaches the fast listener (see addDate).
+func slowWriter(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+	ctx, _ := r.Context().(*fasthttp.RequestCtx)
+	if ctx == nil {
+		return w
+	}
+	st, _ := ctx.UserValue(slowKey{}).(*slowState)
+	if st == nil {
+		return w
+	}
+	return &dateWriter{ResponseWriter: w, st: st}
+}
+
+// dateWriter records the Date field of the response header when it is
+// committed.
+type dateWriter struct {
+	http.ResponseWriter
+	st        *slowState
+	committed bool
+}
+
+func (d *dateWriter) commit() {
+	if !d.committed {
+		d.committed = true
+		h := d.Header()
+		d.st.date = strings.Clone(h.Get("Date"))
+		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n >= 0 && len(h["Trailer"]) == 0 {
+			d.st.length = n
+		}
+	}
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (d *dateWriter) WriteHeader(code int) {
+	if code >= 200 {
+		d.commit()
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (d *dateWriter) Write(b []byte) (int, error) {
+	d.commit()
+	return d.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher. A response of known length up to
+// smallBody is not flushed: the adaptor then sends it whole, with its
+// Content-Length, once the handler returns.
+func (d *dateWriter) Flush() {
+	d.commit()
+	if d.st.length >= 0 && d.st.length <= smallBody {
+		return
+	}
+	if f, ok := d.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// smallBody is the largest body of known length the fast listener's full
+// path holds back until it is complete (see dateWriter.Flush).
+const smallBody = 64 << 10
+
+// Unwrap lets http.ResponseController reach the adaptor's writer (Hijack).
+func (d *dateWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+// addDate gives a response from the full path its Date: the handler's, or
+// the current time. fasthttp takes a Date field only from a parsed header,
+// so the header is written out with the field and parsed back (a few
+// microseconds, on a path that has just made an upstream request).
+func addDate(h *fasthttp.ResponseHeader, date string) {
+	if len(h.PeekCanonical(dateKey)) > 0 {
+		return
+	}
+	if _, err := http.ParseTime(date); err != nil || len(date) != len(datePlaceholder) {
+		date = time.Now().UTC().Format(http.TimeFormat)
+	}
+	buf := headBufs.Get().(*[]byte)
+	raw := h.AppendBytes((*buf)[:0])
+	i := bytes.Index(raw, []byte("\r\n"))
+	if i < 0 {
+		headBufs.Put(buf)
+		return
+	}
+	out := make([]byte, 0, len(raw)+len(date)+8)
+	out = append(out, raw[:i+2]...)
+	out = append(out, "Date: "...)
+	out = append(out, date...)
+	out = append(out, "\r\n"...)
+	out = append(out, raw[i+2:]...)
+	*buf = raw
+	headBufs.Put(buf)
+	_ = h.Read(bufio.NewReaderSize(bytes.NewReader(out), len(out)+16))
+}
+
+var headBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// ownRequest copies what r holds of the fast listener's buffers (the
+// adaptor's strings view them, and fasthttp reuses them once the handler
+// returns, while a fetch may still be running): method, host, target,
+// header and body.
+func ownRequest(r *http.Request) *http.Request {
+	if _, ok := r.Context().(*fasthttp.RequestCtx); !ok {
+		return r
+	}
+	r.Method = strings.Clone(r.Method)
+	r.Proto = strings.Clone(r.Proto)
+	r.Host = strings.Clone(r.Host)
+	r.RequestURI = strings.Clone(r.RequestURI)
+	u := *r.URL
+	u.Scheme, u.Opaque, u.Host = strings.Clone(u.Scheme), strings.Clone(u.Opaque), strings.Clone(u.Host)
+	u.Path, u.RawPath = strings.Clone(u.Path), strings.Clone(u.RawPath)
+	u.RawQuery, u.Fragment, u.RawFragment = strings.Clone(u.RawQuery), strings.Clone(u.Fragment), strings.Clone(u.RawFragment)
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(strings.Clone(u.User.Username()), strings.Clone(pw))
+		} else {
+			u.User = url.User(strings.Clone(u.User.Username()))
+		}
+	}
+	r.URL = &u
+	h := make(http.Header, len(r.Header))
+	for k, vs := range r.Header {
+		c := make([]string, len(vs))
+		for i, v := range vs {
+			c[i] = strings.Clone(v)
+		}
+		h[strings.Clone(k)] = c
+	}
+	r.Header = h
+	for i, v := range r.TransferEncoding {
+		r.TransferEncoding[i] = strings.Clone(v)
+	}
+	if r.ContentLength > 0 {
+		// The adaptor's body is a reader over the request's buffer; a
+		// transport may still be sending it when the handler returns.
+		body := make([]byte, r.ContentLength)
+		n, _ := io.ReadFull(r.Body, body)
+		r.Body = io.NopCloser(bytes.NewReader(body[:n]))
+	}
+	return r
+}

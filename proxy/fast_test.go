@@ -1,0 +1,293 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// newFastProxy starts a proxy in front of upstream behind its fast listener
+// and returns it with the listener's base URL.
+func newFastProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, string) {
+	t.Helper()
+	p, _ := newTestProxy(t, upstream, mod) // the net/http server is not used
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := p.FastServer(0, 0, 0, 64<<10, 16<<20)
+	fs.MaxIdleWorkerDuration = 50 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = fs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = fs.Shutdown()
+		<-done
+	})
+	return p, "http://" + ln.Addr().String()
+}
+
+// rawGet sends one request and returns the response with its body read.
+// Unlike http.Client's, the header map has every field line as received.
+func rawGet(t *testing.T, base, method, path string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", method, path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// fields returns the values of field name.
+func fields(resp *http.Response, name string) []string {
+	if name == "Content-Length" && resp.ContentLength >= 0 {
+		return []string{fmt.Sprint(resp.ContentLength)}
+	}
+	return resp.Header[http.CanonicalHeaderKey(name)]
+}
+
+// TestFastHit checks what the fast listener's hit writer puts on the wire:
+// the origin's status, fields and Date (once), our Age, X-Cache and
+// Cache-Status, the exact body; HEAD gets the length and no body.
+func TestFastHit(t *testing.T) {
+	date := time.Now().Add(-30 * time.Second).UTC().Format(http.TimeFormat)
+	body := strings.Repeat("b", 5000)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", date)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "text/x-test")
+		w.Header().Set("ETag", `"e1"`)
+		w.Header().Add("X-Multi", "one")
+		w.Header().Add("X-Multi", "two")
+		w.WriteHeader(203)
+		_, _ = io.WriteString(w, body)
+	})
+	p, base := newFastProxy(t, o.URL, nil)
+	for i, want := range []string{"MISS", "HIT", "HIT"} {
+		head, got := rawGet(t, base, "GET", "/h")
+		if head.Status != "203 Non-Authoritative Information" {
+			t.Errorf("request %d: status %q", i, head.Status)
+		}
+		if x := fields(head, "X-Cache"); len(x) != 1 || x[0] != want {
+			t.Errorf("request %d: X-Cache %q; want %s", i, x, want)
+		}
+		if d := fields(head, "Date"); len(d) != 1 || d[0] != date {
+			t.Errorf("request %d: Date %q; want the origin's %q, once", i, d, date)
+		}
+		if got != body {
+			t.Errorf("request %d: body of %d bytes; want %d", i, len(got), len(body))
+		}
+		if want != "HIT" {
+			continue
+		}
+		for name, v := range map[string]string{
+			"Content-Type": "text/x-test", "Etag": `"e1"`, "Content-Length": "5000", "Cache-Control": "max-age=600",
+		} {
+			if f := fields(head, name); len(f) != 1 || f[0] != v {
+				t.Errorf("hit: %s %q; want %q", name, f, v)
+			}
+		}
+		if f := fields(head, "X-Multi"); strings.Join(f, ",") != "one,two" {
+			t.Errorf("hit: X-Multi %q", f)
+		}
+		if a := fields(head, "Age"); len(a) != 1 || a[0] < "30" || len(a[0]) != 2 {
+			t.Errorf("hit: Age %q; want about 30", a)
+		}
+		if cs := fields(head, "Cache-Status"); len(cs) != 1 || !strings.HasPrefix(cs[0], "dedupcache; hit; ttl=5") {
+			t.Errorf("hit: Cache-Status %q", cs)
+		}
+	}
+	head, got := rawGet(t, base, "HEAD", "/h")
+	if cl := fields(head, "Content-Length"); len(cl) != 1 || cl[0] != "5000" || got != "" {
+		t.Errorf("HEAD hit: Content-Length %q, body %q", cl, got)
+	}
+	if o.hits.Load() != 1 {
+		t.Errorf("origin saw %d requests; want 1", o.hits.Load())
+	}
+	if s := p.Stats(); s.Hits != 3 {
+		t.Errorf("hits counted: %d; want 3", s.Hits)
+	}
+}
+
+// TestFastRequestOwned checks that a fetch outliving its request does not
+// read the fast listener's reused buffers: the leader hangs up while the
+// body is still coming, other requests reuse the server's buffers, and the
+// entry is still stored under the leader's key with the leader's response.
+func TestFastRequestOwned(t *testing.T) {
+	for _, engine := range []string{"net/http", "fasthttp"} {
+		t.Run(engine, func(t *testing.T) { testRequestOwned(t, engine) })
+	}
+}
+
+func testRequestOwned(t *testing.T, engine string) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600") // no length: streamed
+		_, _ = io.WriteString(w, r.URL.Path[:4])
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/aaaa" {
+			<-release
+		}
+		_, _ = io.WriteString(w, (r.Header.Get("X-Tag") + "----")[:4])
+	})
+	p, base := newFastProxy(t, o.URL, nil)
+	if engine == "net/http" {
+		var srv *httptest.Server
+		p, srv = newTestProxy(t, o.URL, nil)
+		base = srv.URL
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET /aaaa HTTP/1.1\r\nHost: %s\r\nX-Tag: AAAA\r\n\r\n", strings.TrimPrefix(base, "http://"))
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("leader: %q, %v", line, err)
+	}
+	c.Close() // the leader hangs up; the fetch goes on
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/b%03d", base, i), nil)
+			req.Header.Set("X-Tag", "BBBB")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Stored < 21 && time.Now().Before(deadline) {
+		// The leader's fill, then the 20 others.
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		resp, got := do(t, "GET", base+"/aaaa")
+		if resp.Header.Get("X-Cache") == "HIT" {
+			if got != "/aaaAAAA" {
+				t.Errorf("stored body %q; want /aaaAAAA (origin saw %d requests; stats %+v)", got, o.hits.Load(), p.Stats())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/aaaa never stored (last: %s %q); stats %+v", resp.Header.Get("X-Cache"), got, p.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fastCtx returns a request context for a GET of path, as the server would
+// hand it to the handler.
+func fastCtx(path string) *fasthttp.RequestCtx {
+	var req fasthttp.Request
+	req.Header.SetMethod("GET")
+	req.SetRequestURI(path)
+	req.Header.SetHost("test")
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	return ctx
+}
+
+// warmFast stores a 1 KiB response under /hit (and a Vary variant under
+// /vary) through the fast listener.
+func warmFast(tb testing.TB) *Proxy {
+	tb.Helper()
+	body := strings.Repeat("x", 1024)
+	o := httptestServer(tb, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"abc"`)
+		if r.URL.Path == "/vary" {
+			w.Header().Set("Vary", "Accept-Encoding")
+		}
+		_, _ = io.WriteString(w, body)
+	})
+	p, base := newFastProxy(tb, o, nil)
+	for _, path := range []string{"/hit", "/vary"} {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Host = "test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return p
+}
+
+func TestFastHitDoesNotAllocate(t *testing.T) {
+	p := warmFast(t)
+	for _, path := range []string{"/hit", "/vary"} {
+		ctx := fastCtx(path)
+		ctx.Request.Header.Set("Accept-Encoding", "gzip")
+		l := p.live()
+		if !p.fastHit(ctx, l) {
+			t.Fatalf("%s: not a fast hit", path)
+		}
+		allocs := testing.AllocsPerRun(1000, func() {
+			ctx.Response.Reset()
+			if !p.fastHit(ctx, l) {
+				t.Fatal("not a hit")
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: fast hit allocates %.1f times per request; want 0", path, allocs)
+		}
+	}
+}
+
+// BenchmarkFastHit measures a hit on the fast listener from the parsed
+// request to the response written into the connection's buffer.
+func BenchmarkFastHit(b *testing.B) {
+	p := warmFast(b)
+	ctx := fastCtx("/hit")
+	l := p.live()
+	bw := bufio.NewWriterSize(io.Discard, 4096)
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	for b.Loop() {
+		ctx.Response.Reset()
+		if !p.fastHit(ctx, l) {
+			b.Fatal("not a hit")
+		}
+		_ = ctx.Response.Write(bw)
+	}
+}
+
+// httptestServer starts an origin and returns its URL.
+func httptestServer(tb testing.TB, h http.HandlerFunc) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
