@@ -81,8 +81,12 @@ func TestTLSProxy(t *testing.T) {
 	s := tp.server(cfg.Server, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
 	}), logger)
-	if want := newServer(cfg.Server, nil, logger); s.srv.ReadHeaderTimeout != want.ReadHeaderTimeout ||
-		s.srv.IdleTimeout != want.IdleTimeout || s.srv.MaxHeaderBytes != want.MaxHeaderBytes || s.srv.ErrorLog == nil {
+	srv, ok := any(s.srv).(*http.Server) // any: named.srv need not stay a *http.Server
+	if !ok {
+		t.Fatalf("server is a %T; want *http.Server", s.srv)
+	}
+	if want := newServer(cfg.Server, nil, logger); srv.ReadHeaderTimeout != want.ReadHeaderTimeout ||
+		srv.IdleTimeout != want.IdleTimeout || srv.MaxHeaderBytes != want.MaxHeaderBytes || srv.ErrorLog == nil {
 		t.Errorf("server limits differ from newServer's")
 	}
 	served := make(chan error, 1)
