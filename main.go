@@ -63,6 +63,9 @@ const (
 var flagFields = map[string]string{
 	"upstream":   "upstream",
 	"listen":     "listen",
+	"listen-tls": "listen_tls",
+	"tls-cert":   "tls_cert",
+	"tls-key":    "tls_key",
 	"admin":      "admin.listen",
 	"metrics":    "metrics.listen",
 	"redis":      "shared.redis_url",
@@ -208,6 +211,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.demo, "demo", false, "run a built-in demo API on a loopback port and cache it")
 	fs.String("upstream", "", "origin `URL` to cache, http(s)://host:port[/prefix]")
 	fs.String("listen", def.Listen, "proxy listen `address`")
+	fs.String("listen-tls", def.ListenTLS, "proxy listen `address` for TLS, HTTP/2 and HTTP/1.1 (needs -tls-cert, -tls-key); empty: none")
+	fs.String("tls-cert", def.TLSCert, "PEM certificate `file` for -listen-tls (re-read on SIGHUP)")
+	fs.String("tls-key", def.TLSKey, "PEM private key `file` for -tls-cert (re-read on SIGHUP)")
 	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
 	fs.String("metrics", def.Metrics.Listen, "read-only listen `address` for /metrics, /healthz and /readyz (no token); empty: none")
 	fs.String("redis", def.Shared.RedisURL, "shared tier `URL` (redis://host:port, rediss://, Sentinel, Cluster); empty: none")
@@ -375,6 +381,8 @@ type live struct {
 	proxy      proxy.Live // cache.grace, cache.keep, log.access, log.access_sample, log.access_format
 	adminToken string     // admin.token
 	logLevel   string     // log.level
+	tlsCert    string     // tls_cert, re-read on every reload
+	tlsKey     string     // tls_key, re-read on every reload
 }
 
 // liveOf returns the live settings of cfg, for the start and for every
@@ -393,6 +401,8 @@ func liveOf(cfg config.Config) live {
 		},
 		adminToken: cfg.Admin.Token,
 		logLevel:   cfg.Log.Level,
+		tlsCert:    cfg.TLSCert,
+		tlsKey:     cfg.TLSKey,
 	}
 }
 
@@ -448,6 +458,10 @@ type app struct {
 	demo       *named   // nil without -demo
 	failed     chan error
 	serving    sync.WaitGroup
+
+	// tls holds listen_tls's certificate, which reload replaces; its
+	// server is last in servers. nil without listen_tls.
+	tls *tlsProxy
 }
 
 // build binds the listeners and makes the proxy, the admin side and the
@@ -483,6 +497,15 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 			}
 		}()
 	}
+	tlsp, err := newTLSProxy(cfg, logger) // nil without listen_tls
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && tlsp != nil {
+			tlsp.ln.Close()
+		}
+	}()
 
 	latency := admin.NewLatency()
 	pcfg := proxyConfig(cfg)
@@ -542,6 +565,10 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 	}
 	if metricsLn != nil {
 		a.servers = append(a.servers, &named{"metrics", newServer(cfg.Server, adm.MetricsHandler(), logger.With("server", "metrics")), metricsLn})
+	}
+	if tlsp != nil {
+		a.tls = tlsp
+		a.servers = append(a.servers, tlsp.server(cfg.Server, p.Handler(), logger.With("server", "proxy_tls")))
 	}
 	if demoLn != nil {
 		a.demo = &named{"demo", newServer(cfg.Server, demo.Handler(), logger.With("server", "demo")), demoLn}
@@ -797,6 +824,9 @@ func (a *app) reload(path string, fs *flag.FlagSet) {
 	_ = a.level.UnmarshalText([]byte(l.logLevel))
 	a.proxy.Reload(l.proxy)
 	a.admin.SetToken(l.adminToken)
+	if a.tls != nil {
+		a.tls.reload(l.tlsCert, l.tlsKey)
+	}
 	a.logger.Info("reloaded", "file", path, "log_level", l.logLevel, "admin_token_set", l.adminToken != "",
 		"access_format", next.Log.AccessFormat)
 }

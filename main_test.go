@@ -84,6 +84,8 @@ func TestLiveOf(t *testing.T) {
 		"cache.default_ttl":   func(c *config.Config) { c.Cache.DefaultTTL = config.Duration(time.Minute) },
 		"cache.debug_headers": func(c *config.Config) { c.Cache.DebugHeaders = true },
 		"rules":               func(c *config.Config) { c.Rules = []config.Rule{{Name: "r", PathPrefix: "/x", Bypass: true}} },
+		"tls_cert":            func(c *config.Config) { c.TLSCert = "renewed.pem" },
+		"tls_key":             func(c *config.Config) { c.TLSKey = "renewed-key.pem" },
 	}
 	for _, field := range config.Reloadable {
 		t.Run(field, func(t *testing.T) {

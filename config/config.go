@@ -28,6 +28,19 @@ import "time"
 type Config struct {
 	// Listen is the proxy listener, host:port.
 	Listen string `yaml:"listen"`
+	// ListenTLS is a second proxy listener, host:port, serving the same
+	// proxy over TLS with HTTP/2 and HTTP/1.1 (ALPN h2 and http/1.1).
+	// Empty (the default) means none. It requires TLSCert and TLSKey.
+	ListenTLS string `yaml:"listen_tls"`
+	// TLSCert is the PEM file holding the certificate ListenTLS serves,
+	// leaf first, followed by any intermediates. It and TLSKey are read at
+	// start and again on every reload (SIGHUP), so a renewed certificate
+	// takes effect without a restart. A relative path is relative to the
+	// working directory. Only valid with ListenTLS.
+	TLSCert string `yaml:"tls_cert"`
+	// TLSKey is the PEM file holding TLSCert's private key. Only valid
+	// with ListenTLS.
+	TLSKey string `yaml:"tls_key"`
 	// Upstream is the origin requests are forwarded to:
 	// http(s)://host[:port][/prefix]. Required unless main runs with -demo.
 	Upstream string `yaml:"upstream"`

@@ -119,6 +119,7 @@ func (c Config) Validate() error {
 		v.oneOf("log.access_format", c.Log.AccessFormat, "combined", "text", "json")
 	}
 	v.metrics()
+	v.tls()
 	v.shared()
 	v.rules(c.Rules)
 	return errors.Join(v.errs...)
@@ -142,7 +143,7 @@ func (c Config) AccessLogEvery() int {
 // adding its path here (and applying it in the reload code). Read-only.
 var Reloadable = []string{
 	"log.level", "log.access", "log.access_sample", "log.access_format", "admin.token", "cache.grace", "cache.keep",
-	"cache.default_ttl", "cache.debug_headers", "rules",
+	"cache.default_ttl", "cache.debug_headers", "rules", "tls_cert", "tls_key",
 }
 
 // RestartFields returns the dotted paths of the fields that differ between
