@@ -66,6 +66,7 @@ var flagFields = map[string]string{
 	"listen-tls": "listen_tls",
 	"tls-cert":   "tls_cert",
 	"tls-key":    "tls_key",
+	"engine":     "server.engine",
 	"admin":      "admin.listen",
 	"metrics":    "metrics.listen",
 	"redis":      "shared.redis_url",
@@ -214,6 +215,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.String("listen-tls", def.ListenTLS, "proxy listen `address` for TLS, HTTP/2 and HTTP/1.1 (needs -tls-cert, -tls-key); empty: none")
 	fs.String("tls-cert", def.TLSCert, "PEM certificate `file` for -listen-tls (re-read on SIGHUP)")
 	fs.String("tls-key", def.TLSKey, "PEM private key `file` for -tls-cert (re-read on SIGHUP)")
+	fs.String("engine", def.Server.Engine, "proxy listener's HTTP/1.1 `server`: fasthttp or net/http")
 	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
 	fs.String("metrics", def.Metrics.Listen, "read-only listen `address` for /metrics, /healthz and /readyz (no token); empty: none")
 	fs.String("redis", def.Shared.RedisURL, "shared tier `URL` (redis://host:port, rediss://, Sentinel, Cluster); empty: none")

@@ -195,8 +195,16 @@ var headRows = []parseRow{
 }
 
 func TestParsing(t *testing.T) {
-	t.Parallel()
-	o, c := secPair(t, "server:\n  max_header_bytes: \"8KiB\"\n")
+	for _, engine := range []string{"fasthttp", "net/http"} {
+		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			testParsing(t, engine)
+		})
+	}
+}
+
+func testParsing(t *testing.T, engine string) {
+	o, c := secPair(t, "server:\n  max_header_bytes: \"8KiB\"\n  engine: \""+engine+"\"\n")
 	addr := strings.TrimPrefix(c.url, "http://")
 
 	expand := func(raw, method, path string) string {

@@ -226,8 +226,17 @@ func doWith(method, url string, hdr http.Header) result {
 	return result{status: resp.StatusCode, header: resp.Header, body: body, length: resp.ContentLength, took: time.Since(start), err: err}
 }
 
+// TestRFC runs the table against the proxy listener on each HTTP engine.
 func TestRFC(t *testing.T) {
-	t.Parallel()
+	for _, engine := range []string{"fasthttp", "net/http"} {
+		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			testRFC(t, engine)
+		})
+	}
+}
+
+func testRFC(t *testing.T, engine string) {
 	start := time.Now()
 	now := time.Now().UTC()
 	date := func(d time.Duration) string { return now.Add(d).Format(http.TimeFormat) }
@@ -248,7 +257,7 @@ func TestRFC(t *testing.T) {
 	for env, yaml := range map[rfcEnv]string{envShared: keepYAML, envGrace: graceYAML} {
 		o := startOrigin(t)
 		cfg := writeFile(t, "rfc.yaml", yaml)
-		pairs[env] = envPair{o, startCache(t, cacheOptions{upstream: o.url, args: []string{"-config", cfg}})}
+		pairs[env] = envPair{o, startCache(t, cacheOptions{upstream: o.url, args: []string{"-config", cfg, "-engine", engine}})}
 	}
 
 	var rows []rfcRow
@@ -948,7 +957,7 @@ func TestRFC(t *testing.T) {
 						yaml = graceYAML
 					}
 					cfg := writeFile(t, "rfc.yaml", yaml)
-					x.c = startCache(t, cacheOptions{upstream: x.o.url, args: []string{"-config", cfg}})
+					x.c = startCache(t, cacheOptions{upstream: x.o.url, args: []string{"-config", cfg, "-engine", engine}})
 				default:
 					x.o, x.c = pairs[row.env].o, pairs[row.env].c
 				}
