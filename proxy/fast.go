@@ -137,7 +137,8 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 	default:
 		return false
 	}
-	if rq.ContentLength() != 0 || live.DebugHeaders {
+	// -2 is "no Content-Length" (a request without a body), -1 chunked.
+	if cl := rq.ContentLength(); cl > 0 || cl == -1 || live.DebugHeaders {
 		return false
 	}
 	host, uri := b2s(rq.Host()), b2s(rq.RequestURI())
@@ -271,6 +272,10 @@ func parseFastHead(block []byte, like *fasthttp.ResponseHeader) *fasthttp.Respon
 	if !bytes.Equal(h.PeekCanonical(dateKey), []byte(datePlaceholder)) {
 		return nil
 	}
+	// The hit sets the status; its line then comes from fasthttp's table
+	// of status lines (the parsed "HTTP/1.1" and "OK" would stay on it).
+	h.SetProtocol(nil)
+	h.SetStatusMessage(nil)
 	return h
 }
 

@@ -204,9 +204,10 @@ func testRequestOwned(t *testing.T, engine string) {
 // hand it to the handler.
 func fastCtx(path string) *fasthttp.RequestCtx {
 	var req fasthttp.Request
-	req.Header.SetMethod("GET")
-	req.SetRequestURI(path)
-	req.Header.SetHost("test")
+	raw := "GET " + path + " HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip\r\n\r\n"
+	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		panic(err)
+	}
 	ctx := new(fasthttp.RequestCtx)
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
 	return ctx
@@ -244,7 +245,6 @@ func TestFastHitDoesNotAllocate(t *testing.T) {
 	p := warmFast(t)
 	for _, path := range []string{"/hit", "/vary"} {
 		ctx := fastCtx(path)
-		ctx.Request.Header.Set("Accept-Encoding", "gzip")
 		l := p.live()
 		if !p.fastHit(ctx, l) {
 			t.Fatalf("%s: not a fast hit", path)
