@@ -291,3 +291,71 @@ func httptestServer(tb testing.TB, h http.HandlerFunc) string {
 	tb.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// TestFastRefreshOwnsRequest checks that a background refresh (RFC 5861
+// stale-while-revalidate), which runs after its request's handler has
+// returned, sends that request's fields and not those of the next request
+// on the connection, which fasthttp parses into the same buffers.
+func TestFastRefreshOwnsRequest(t *testing.T) {
+	var mu sync.Mutex
+	var tags []string
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/s" {
+			mu.Lock()
+			tags = append(tags, r.Header.Get("X-Tag"))
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
+		_, _ = io.WriteString(w, "ok")
+	})
+	p, base := newFastProxy(t, o.URL, nil)
+	host := strings.TrimPrefix(base, "http://")
+	req, _ := http.NewRequest("GET", base+"/s", nil)
+	req.Header.Set("X-Tag", "first")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	time.Sleep(1100 * time.Millisecond) // stale, within stale-while-revalidate
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Pipelined: the stale hit starts the refresh; the next requests
+	// reuse the buffers at once.
+	var raw strings.Builder
+	fmt.Fprintf(&raw, "GET /s HTTP/1.1\r\nHost: %s\r\nX-Tag: AAAA-refresh\r\n\r\n", host)
+	for i := range 20 {
+		fmt.Fprintf(&raw, "GET /o%02d HTTP/1.1\r\nHost: %s\r\nX-Tag: BBBB-other-\r\n\r\n", i, host)
+	}
+	if _, err := io.WriteString(c, raw.String()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := range 21 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for p.Stats().Refreshes == 0 || len(snapshot(&mu, &tags)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refresh seen (tags %q, stats %+v)", snapshot(&mu, &tags), p.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := snapshot(&mu, &tags); got[1] != "AAAA-refresh" {
+		t.Errorf("the refresh sent X-Tag %q; want the stale request's AAAA-refresh", got[1])
+	}
+}
+
+func snapshot(mu *sync.Mutex, s *[]string) []string {
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), *s...)
+}
