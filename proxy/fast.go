@@ -40,9 +40,12 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 		// (panic(http.ErrAbortHandler)) when the upstream body breaks
 		// off; without one it ends the response as if complete. The
 		// adaptor turns the abort into a dropped connection.
-		// The RequestCtx's Done is the server's shutdown, not the client's
-		// hang-up: a drain must let requests in flight finish.
-		p.serve(w, r.WithContext(context.WithValue(context.WithoutCancel(r.Context()), http.ServerContextKey, fastMarker)))
+		// A context of its own, not derived from the RequestCtx: that one
+		// is reused for the connection's next request while a fetch or a
+		// refresh begun here may still read values from this context, and
+		// its Done is the server's shutdown, not the client's hang-up (a
+		// drain must let requests in flight finish).
+		p.serve(w, r.WithContext(fastBase))
 	}
 	plain := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(full))
 	logged := fasthttpadaptor.NewFastHTTPHandler(p.logged(full))
@@ -60,8 +63,9 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 		if !log && p.fastHit(ctx, l) {
 			return
 		}
-		st := slowStates.Get().(*slowState)
-		*st = slowState{length: -1}
+		// Not pooled: a flushed response's handler goes on running (and
+		// reading st) after the adaptor has returned.
+		st := &slowState{length: -1}
 		ctx.SetUserValue(slowKey{}, st)
 		if log {
 			logged(ctx)
@@ -81,7 +85,6 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 			}
 			addDate(&ctx.Response.Header, st.date)
 		}
-		slowStates.Put(st)
 	}
 }
 
@@ -110,8 +113,10 @@ func (p *Proxy) FastServer(readTimeout, writeTimeout, idleTimeout time.Duration,
 	}
 }
 
-// fastMarker stands for the server in a full-path request's context.
-var fastMarker = &http.Server{}
+// fastBase is the context of every full-path request on the fast
+// listener: it only says that a server is running the handler (see
+// FastHandler).
+var fastBase = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 
 // fastLogger sends fasthttp's own messages (connection errors) to the
 // proxy's log at debug level: one per bad request would flood it.
@@ -364,7 +369,6 @@ type slowState struct {
 	length int64
 }
 
-var slowStates = sync.Pool{New: func() any { return new(slowState) }}
 
 // slowWriter wraps the adaptor's writer so that the Date the handler sets
 // reaches the fast listener (see addDate).

@@ -255,7 +255,7 @@ func TestFastHitDoesNotAllocate(t *testing.T) {
 				t.Fatal("not a hit")
 			}
 		})
-		if allocs != 0 {
+		if allocs != 0 && !raceEnabled { // under -race, sync.Pool drops items at random
 			t.Errorf("%s: fast hit allocates %.1f times per request; want 0", path, allocs)
 		}
 	}
