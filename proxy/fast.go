@@ -369,7 +369,6 @@ type slowState struct {
 	length int64
 }
 
-
 // slowWriter wraps the adaptor's writer so that the Date the handler sets
 // reaches the fast listener (see addDate).
 func slowWriter(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
