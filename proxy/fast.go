@@ -151,7 +151,7 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 		return false // keyParts' uncommon cases
 	}
 	for _, k := range slowFields {
-		if len(rq.PeekBytes(k)) > 0 {
+		if len(rq.PeekCanonical(k)) > 0 {
 			return false
 		}
 	}
