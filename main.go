@@ -666,12 +666,14 @@ func proxyServer(c config.Server, p *proxy.Proxy, logger *slog.Logger) server {
 	if c.Engine == config.EngineNetHTTP {
 		return newServer(c, p.Handler(), logger)
 	}
-	// fasthttp has one read deadline per request, header and body.
-	read := time.Duration(c.ReadTimeout)
-	if read == 0 {
-		read = time.Duration(c.ReadHeaderTimeout)
-	}
-	return fastServer{p.FastServer(read, time.Duration(c.WriteTimeout), time.Duration(c.IdleTimeout), int(c.MaxHeaderBytes), int(c.MaxRequestBody))}
+	return fastServer{p.FastServer(proxy.FastLimits{
+		ReadHeader:     time.Duration(c.ReadHeaderTimeout),
+		Read:           time.Duration(c.ReadTimeout),
+		Write:          time.Duration(c.WriteTimeout),
+		Idle:           time.Duration(c.IdleTimeout),
+		MaxHeaderBytes: int(c.MaxHeaderBytes),
+		MaxBodyBytes:   int(c.MaxRequestBody),
+	})}
 }
 
 // fastServer adapts a fasthttp server to [server].

@@ -482,3 +482,35 @@ func testParsing(t *testing.T, engine string) {
 		})
 	}
 }
+
+// TestReadTimeouts checks server.read_header_timeout and read_timeout on
+// each engine: a header that trickles in past the first is cut off (the
+// Slowloris defence), while a body may take up to the second.
+func TestReadTimeouts(t *testing.T) {
+	for _, engine := range []string{"fasthttp", "net/http"} {
+		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) {
+			t.Parallel()
+			_, c := secPair(t, "server:\n  read_header_timeout: \"400ms\"\n  read_timeout: \"5s\"\n  engine: \""+engine+"\"\n")
+			addr := strings.TrimPrefix(c.url, "http://")
+
+			slow := dialRaw(t, addr)
+			start := time.Now()
+			slow.write(t, "GET /echo/slow-header HTTP/1.1\r\nHost: "+addr+"\r\n")
+			time.Sleep(200 * time.Millisecond)
+			slow.write(t, "X-A: 1\r\n") // still trickling
+			more, closed := slow.rest(3 * time.Second)
+			if !closed || time.Since(start) > 2*time.Second {
+				t.Errorf("slow header: closed %v after %v (answers %v); want closed within read_header_timeout", closed, time.Since(start), more)
+			}
+
+			body := dialRaw(t, addr)
+			body.write(t, "POST /echo/slow-body HTTP/1.1\r\nHost: "+addr+"\r\nContent-Length: 5\r\n\r\n")
+			time.Sleep(time.Second) // past read_header_timeout, within read_timeout
+			body.write(t, "hello")
+			r, err := body.read(http.MethodPost)
+			if err != nil || r.status != http.StatusOK {
+				t.Errorf("slow body: %v, %v; want 200", r, err)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -88,19 +89,47 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 	}
 }
 
+// FastLimits are the fast listener's limits (zero: fasthttp's default).
+type FastLimits struct {
+	// ReadHeader bounds reading a request's line and header.
+	ReadHeader time.Duration
+	// Read bounds reading a request with a body, from its header on.
+	Read time.Duration
+	// Write bounds writing a response.
+	Write time.Duration
+	// Idle bounds waiting for the next request on a kept-alive connection.
+	Idle time.Duration
+	// MaxHeaderBytes bounds the request line and header (431 past it);
+	// it is each connection's read buffer.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request body, read whole (413 past it).
+	MaxBodyBytes int
+}
+
 // FastServer returns a fasthttp server for [Proxy.FastHandler] with the
-// given limits (zero: fasthttp's defaults). The caller serves it and shuts
-// it down.
-func (p *Proxy) FastServer(readTimeout, writeTimeout, idleTimeout time.Duration, maxHeaderBytes, maxBodyBytes int) *fasthttp.Server {
+// given limits. The caller serves it and shuts it down.
+func (p *Proxy) FastServer(l FastLimits) *fasthttp.Server {
+	var onHeader func(*fasthttp.RequestHeader) fasthttp.RequestConfig
+	if l.Read > 0 {
+		// fasthttp has one read deadline per request: it is ReadHeader's,
+		// extended once the header is in for a request with a body.
+		onHeader = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if cl := h.ContentLength(); cl > 0 || cl == -1 {
+				return fasthttp.RequestConfig{ReadTimeout: l.Read}
+			}
+			return fasthttp.RequestConfig{}
+		}
+	}
 	return &fasthttp.Server{
-		Handler:      p.FastHandler(),
-		ReadTimeout:  readTimeout,
-		WriteTimeout: writeTimeout,
-		IdleTimeout:  idleTimeout,
+		Handler:        p.FastHandler(),
+		HeaderReceived: onHeader,
+		ReadTimeout:    cmp.Or(l.ReadHeader, l.Read),
+		WriteTimeout:   l.Write,
+		IdleTimeout:    l.Idle,
 		// The read buffer bounds the request line and header block:
 		// past it fasthttp answers 431.
-		ReadBufferSize:        max(maxHeaderBytes, 4096),
-		MaxRequestBodySize:    maxBodyBytes,
+		ReadBufferSize:        max(l.MaxHeaderBytes, 4096),
+		MaxRequestBodySize:    l.MaxBodyBytes,
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		// The Date of a stored response is the origin's (RFC 9110 §6.6.1;

@@ -24,7 +24,7 @@ func newFastProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := p.FastServer(0, 0, 0, 64<<10, 16<<20)
+	fs := p.FastServer(FastLimits{MaxHeaderBytes: 64 << 10, MaxBodyBytes: 16 << 20})
 	fs.MaxIdleWorkerDuration = 50 * time.Millisecond
 	done := make(chan struct{})
 	go func() {

@@ -69,7 +69,7 @@ func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *ht
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs := p.FastServer(0, 0, 0, 1<<20, 64<<20)
+		fs := p.FastServer(FastLimits{MaxHeaderBytes: 1 << 20, MaxBodyBytes: 64 << 20})
 		fs.MaxIdleWorkerDuration = 50 * time.Millisecond // its cleaner outlives Shutdown by this much
 		done := make(chan struct{})
 		go func() {
