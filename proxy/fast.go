@@ -61,7 +61,12 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 		}
 		l := p.live()
 		log := p.sampled(l)
-		if !log && p.fastHit(ctx, l) {
+		if !log {
+			if p.fastHit(ctx, l) {
+				return
+			}
+		} else if start := time.Now(); p.fastHit(ctx, l) {
+			p.logFastHit(ctx, start)
 			return
 		}
 		// Not pooled: a flushed response's handler goes on running (and
@@ -207,6 +212,30 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 		return false
 	}
 	return p.writeFastHit(ctx, e, age, hitValue(fr.Lifetime - age)[0], head)
+}
+
+// logFastHit writes the access log line of a hit answered by fastHit.
+func (p *Proxy) logFastHit(ctx *fasthttp.RequestCtx, start time.Time) {
+	rq := &ctx.Request.Header
+	r := &http.Request{
+		Method:     string(rq.Method()),
+		RequestURI: string(rq.RequestURI()),
+		Proto:      string(rq.Protocol()),
+		Host:       string(rq.Host()),
+		RemoteAddr: ctx.RemoteAddr().String(),
+		Header:     http.Header{},
+		URL:        &url.URL{},
+	}
+	for _, k := range []string{"Referer", "User-Agent"} {
+		if v := rq.Peek(k); len(v) > 0 {
+			r.Header[k] = []string{string(v)}
+		}
+	}
+	var n int64
+	if !ctx.IsHead() {
+		n = int64(len(ctx.Response.Body()))
+	}
+	p.writeAccess(r, xCache[StatusHit][0], start, ctx.Response.StatusCode(), n, 0, time.Since(start))
 }
 
 // slowFields are request fields whose presence sends a GET to the full

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -358,4 +360,29 @@ func snapshot(mu *sync.Mutex, s *[]string) []string {
 	mu.Lock()
 	defer mu.Unlock()
 	return append([]string(nil), *s...)
+}
+
+// TestFastEngine runs this package's tests again with newTestProxy serving
+// through the fast listener (DEDUPCACHE_TEST_ENGINE=fasthttp), so that every
+// behaviour tested on net/http is tested on fasthttp too.
+func TestFastEngine(t *testing.T) {
+	if os.Getenv("DEDUPCACHE_TEST_ENGINE") != "" {
+		t.Skip("this is the fast engine's run")
+	}
+	if testing.Short() {
+		t.Skip("the whole package again: not in -short")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^Test", "-test.skip", "^TestFastEngine$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "DEDUPCACHE_TEST_ENGINE=fasthttp")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		lines := strings.Split(string(out), "\n")
+		var keep []string
+		for _, l := range lines {
+			if !strings.Contains(l, " WARN ") && !strings.Contains(l, " INFO ") {
+				keep = append(keep, l)
+			}
+		}
+		t.Fatalf("the package's tests on the fast listener: %v\n%s", err, strings.Join(keep, "\n"))
+	}
 }

@@ -86,9 +86,9 @@ func (p *Proxy) Reload(l Live) {
 // live returns the current live settings.
 func (p *Proxy) live() *Live { return p.liveCfg.Load() }
 
-// newLogRequest returns the function that runs h for a request and writes
-// its access log line.
-func (p *Proxy) newLogRequest() func(http.ResponseWriter, *http.Request, http.HandlerFunc) {
+// newAccessWriter returns the function that writes one access log line in
+// the configured format.
+func (p *Proxy) newAccessWriter() func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration) {
 	out := p.cfg.AccessLogOut
 	if out == nil {
 		out = os.Stderr
@@ -96,42 +96,44 @@ func (p *Proxy) newLogRequest() func(http.ResponseWriter, *http.Request, http.Ha
 	text := slog.New(slog.NewTextHandler(out, nil))
 	json := slog.New(slog.NewJSONHandler(out, nil))
 	combined := &combinedWriter{out: out}
-	return func(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
-		l := p.live()
-		rec := recorders.Get().(*recorder)
-		rec.ResponseWriter, rec.status, rec.bytes, rec.upstream = w, 0, 0, 0
-		start := time.Now()
-		h(rec, r)
-		d := time.Since(start)
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK
-		}
+	return func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration) {
 		logger := p.log
-		switch l.AccessLogFormat {
+		switch p.live().AccessLogFormat {
 		case AccessCombined:
-			combined.write(r, start, status, rec.bytes, cacheResult(w.Header()), d)
-			logger = nil
+			combined.write(r, start, status, bytes, cache, d)
+			return
 		case AccessText:
 			logger = text
 		case AccessJSON:
 			logger = json
 		}
-		if logger != nil {
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
-				slog.String("method", r.Method),
-				slog.String("key", keyString(keyParts(r))),
-				slog.Int("status", status),
-				slog.String("cache", cacheResult(w.Header())),
-				slog.Int64("bytes", rec.bytes),
-				slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-				slog.Float64("upstream_ms", float64(rec.upstream.Microseconds())/1000),
-				slog.String("remote", r.RemoteAddr),
-			)
-		}
-		rec.ResponseWriter = nil
-		recorders.Put(rec)
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("method", r.Method),
+			slog.String("key", keyString(keyParts(r))),
+			slog.Int("status", status),
+			slog.String("cache", cache),
+			slog.Int64("bytes", bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.Float64("upstream_ms", float64(upstream.Microseconds())/1000),
+			slog.String("remote", r.RemoteAddr),
+		)
 	}
+}
+
+// logRequest runs h for a request and writes its access log line.
+func (p *Proxy) logRequest(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
+	rec := recorders.Get().(*recorder)
+	rec.ResponseWriter, rec.status, rec.bytes, rec.upstream = w, 0, 0, 0
+	start := time.Now()
+	h(rec, r)
+	d := time.Since(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	p.writeAccess(r, cacheResult(w.Header()), start, status, rec.bytes, rec.upstream, d)
+	rec.ResponseWriter = nil
+	recorders.Put(rec)
 }
 
 // accessLog wraps h with the access log when it is on: it costs one

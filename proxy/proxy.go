@@ -37,12 +37,12 @@ type Proxy struct {
 	store   *cachestore.Store
 	rp      *httputil.ReverseProxy
 	handler http.HandlerFunc // serve, behind the access log
-	// logRequest runs a handler and writes the request's access log line.
-	logRequest func(http.ResponseWriter, *http.Request, http.HandlerFunc)
-	tr         *http.Transport
-	dates      dateCache
-	now        func() time.Time
-	started    time.Time
+	// writeAccess writes one access log line (see newAccessWriter).
+	writeAccess func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration)
+	tr          *http.Transport
+	dates       dateCache
+	now         func() time.Time
+	started     time.Time
 
 	streams streams // fetches in flight, by key
 	budget  budget  // what fetches in flight may hold
@@ -171,7 +171,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.liveCfg.Store(&l)
 	// Always wrapped, since Reload can turn the access log on; off, it
 	// costs one atomic load per request.
-	p.logRequest = p.newLogRequest()
+	p.writeAccess = p.newAccessWriter()
 	p.handler = p.accessLog(p.serve)
 	return p, nil
 }
