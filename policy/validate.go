@@ -105,7 +105,7 @@ func CanFreshen(stored, notModified http.Header) bool {
 // stored response's Date (or its receipt time) as lastModified when it has no
 // Last-Modified (RFC 9111 §4.3.2). Apart from "*", empty or invalid
 // validators never match.
-func NotModified(reqHdr http.Header, etag, lastModified string) bool {
+func NotModified(reqHdr Fields, etag, lastModified string) bool {
 	if inm := reqHdr.Values("If-None-Match"); len(inm) > 0 {
 		tag, _, ok := entityTag(etag)
 		for _, line := range inm {

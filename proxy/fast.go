@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"dedupcache/cachestore"
+	"dedupcache/policy"
 )
 
 // The fast listener: the proxy on fasthttp, an HTTP/1.1 server that reuses
@@ -211,7 +212,66 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 	if age >= fr.Lifetime || fr.NoCache {
 		return false
 	}
-	return p.writeFastHit(ctx, e, age, hitValue(fr.Lifetime - age)[0], head)
+	if !p.writeFastHit(ctx, e, age, hitValue(fr.Lifetime - age)[0], head) {
+		return false
+	}
+	if len(rq.PeekCanonical(inmKey)) > 0 || len(rq.PeekCanonical(imsKey)) > 0 || len(rq.PeekCanonical(rangeKey)) > 0 {
+		p.fastSpecial(ctx, e, f, head)
+	}
+	return true
+}
+
+var (
+	inmKey     = []byte("If-None-Match")
+	imsKey     = []byte("If-Modified-Since")
+	rangeKey   = []byte("Range")
+	ifRangeKey = []byte("If-Range")
+)
+
+// fastSpecial turns a hit written by writeFastHit into the answer to a
+// conditional or Range request, as serveSpecial does on net/http: a 304
+// when the stored validators match (RFC 9111 §4.3.2), a 206 of one range
+// (a view of the shared body) or a 416; otherwise the 200 stands.
+func (p *Proxy) fastSpecial(ctx *fasthttp.RequestCtx, e *cachestore.Entry, f *fastFields, head bool) {
+	rh := &ctx.Response.Header
+	hdr := entryFields(e)
+	status := int(e.Status)
+	etag, lm := hdr.get("Etag"), hdr.get("Last-Modified")
+	if (status == http.StatusOK || status == http.StatusNoContent) && policy.NotModified(f, etag, lm) {
+		for _, k := range notModifiedDrop {
+			rh.Del(k)
+		}
+		ctx.Response.ResetBody()
+		rh.SetStatusCode(http.StatusNotModified)
+		p.notModified.Add(1)
+		if !head {
+			p.served.Add(-int64(len(e.Body.Bytes())))
+		}
+		return
+	}
+	rng := b2s(ctx.Request.Header.PeekCanonical(rangeKey))
+	if rng == "" || status != http.StatusOK || !policy.IfRangeMatches(b2s(ctx.Request.Header.PeekCanonical(ifRangeKey)), etag, lm) {
+		return
+	}
+	body := e.Body.Bytes()
+	size := int64(len(body))
+	start, end, ok, unsatisfiable := policy.ParseRange(rng, size)
+	switch {
+	case unsatisfiable:
+		rh.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		ctx.Response.SetBodyRaw(nil)
+		rh.SetStatusCode(http.StatusRequestedRangeNotSatisfiable)
+	case ok:
+		rh.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end, 10)+"/"+strconv.FormatInt(size, 10))
+		ctx.Response.SetBodyRaw(body[start : end+1]) // a view of the shared buffer, not a copy
+		rh.SetStatusCode(http.StatusPartialContent)
+		p.ranges.Add(1)
+	default:
+		return // invalid or multi-range: the whole 200 (RFC 9110 §14.2)
+	}
+	if !head {
+		p.served.Add(int64(len(ctx.Response.Body())) - size)
+	}
 }
 
 // logFastHit writes the access log line of a hit answered by fastHit.
@@ -239,13 +299,8 @@ func (p *Proxy) logFastHit(ctx *fasthttp.RequestCtx, start time.Time) {
 }
 
 // slowFields are request fields whose presence sends a GET to the full
-// path: directives (RFC 9111 §5.2.1), conditionals and ranges (answered by
-// serveSpecial), and Upgrade.
-var slowFields = [][]byte{
-	[]byte("Cache-Control"), []byte("Pragma"),
-	[]byte("If-None-Match"), []byte("If-Modified-Since"), []byte("Range"),
-	[]byte("Upgrade"),
-}
+// path: directives (RFC 9111 §5.2.1) and Upgrade.
+var slowFields = [][]byte{[]byte("Cache-Control"), []byte("Pragma"), []byte("Upgrade")}
 
 // writeFastHit writes a stored response as a hit. It allocates nothing
 // once the entry's header block has its fast form.

@@ -204,9 +204,9 @@ func testRequestOwned(t *testing.T, engine string) {
 
 // fastCtx returns a request context for a GET of path, as the server would
 // hand it to the handler.
-func fastCtx(path string) *fasthttp.RequestCtx {
+func fastCtx(path string, extra ...string) *fasthttp.RequestCtx {
 	var req fasthttp.Request
-	raw := "GET " + path + " HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip\r\n\r\n"
+	raw := "GET " + path + " HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip\r\n" + strings.Join(extra, "") + "\r\n"
 	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 		panic(err)
 	}
@@ -245,11 +245,17 @@ func warmFast(tb testing.TB) *Proxy {
 
 func TestFastHitDoesNotAllocate(t *testing.T) {
 	p := warmFast(t)
-	for _, path := range []string{"/hit", "/vary"} {
-		ctx := fastCtx(path)
+	for _, tt := range []struct{ path, extra string }{
+		{"/hit", ""}, {"/vary", ""}, {"/hit", "If-None-Match: \"abc\"\r\n"},
+	} {
+		path := tt.path + " " + tt.extra
+		ctx := fastCtx(tt.path, tt.extra)
 		l := p.live()
 		if !p.fastHit(ctx, l) {
 			t.Fatalf("%s: not a fast hit", path)
+		}
+		if want := map[bool]int{true: 304, false: 200}[tt.extra != ""]; ctx.Response.StatusCode() != want {
+			t.Fatalf("%s: status %d; want %d", path, ctx.Response.StatusCode(), want)
 		}
 		allocs := testing.AllocsPerRun(1000, func() {
 			ctx.Response.Reset()
@@ -384,5 +390,70 @@ func TestFastEngine(t *testing.T) {
 			}
 		}
 		t.Fatalf("the package's tests on the fast listener: %v\n%s", err, strings.Join(keep, "\n"))
+	}
+}
+
+// TestFastConditionalAndRange checks the wire form of the 304, 206 and 416
+// the fast listener answers from a stored response.
+func TestFastConditionalAndRange(t *testing.T) {
+	date := time.Now().Add(-10 * time.Second).UTC().Format(http.TimeFormat)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", date)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("ETag", `"r1"`)
+		_, _ = io.WriteString(w, "0123456789")
+	})
+	p, base := newFastProxy(t, o.URL, nil)
+	do(t, "GET", base+"/c")
+	raw := func(t *testing.T, method string, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		req := method + " /c HTTP/1.1\r\nHost: " + strings.TrimPrefix(base, "http://") + "\r\nConnection: close\r\n"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req += hdr[i] + ": " + hdr[i+1] + "\r\n"
+		}
+		_, _ = io.WriteString(c, req+"\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := raw(t, "GET", "If-None-Match", `"r1"`)
+	if resp.StatusCode != 304 || body != "" || resp.Header.Get("Etag") != `"r1"` || resp.Header.Get("X-Cache") != "HIT" {
+		t.Errorf("304: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	for _, k := range []string{"Content-Length", "Content-Type"} {
+		if _, ok := resp.Header[k]; ok {
+			t.Errorf("304 carries %s", k)
+		}
+	}
+	if d := resp.Header["Date"]; len(d) != 1 || d[0] != date {
+		t.Errorf("304 Date %q; want the origin's %q", d, date)
+	}
+	for _, tt := range []struct {
+		method, rng      string
+		status           int
+		body, crange, cl string
+	}{
+		{"GET", "bytes=2-4", 206, "234", "bytes 2-4/10", "3"},
+		{"HEAD", "bytes=2-4", 206, "", "bytes 2-4/10", "3"},
+		{"GET", "bytes=20-", 416, "", "bytes */10", "0"},
+		{"GET", "bytes=0-1,4-5", 200, "0123456789", "", "10"},
+	} {
+		resp, body := raw(t, tt.method, "Range", tt.rng)
+		cl := fmt.Sprint(resp.ContentLength)
+		if resp.StatusCode != tt.status || body != tt.body || resp.Header.Get("Content-Range") != tt.crange || cl != tt.cl {
+			t.Errorf("%s %s: got %d %q range %q length %s; want %d %q %q %s", tt.method, tt.rng, resp.StatusCode, body, resp.Header.Get("Content-Range"), cl, tt.status, tt.body, tt.crange, tt.cl)
+		}
+	}
+	if s := p.Stats(); s.NotModified != 1 || s.Ranges != 2 || o.hits.Load() != 1 {
+		t.Errorf("not modified %d, ranges %d, origin requests %d; want 1, 2, 1", s.NotModified, s.Ranges, o.hits.Load())
 	}
 }
