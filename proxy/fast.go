@@ -364,12 +364,28 @@ func fastHeadOf(e *cachestore.Entry, like *fasthttp.ResponseHeader) *fastHead {
 		}
 		return t
 	}
+	if !noDefaultDate(like) {
+		return nil // not a response of FastServer's: build the form with one that is
+	}
 	t := &fastHead{hdr: parseFastHead(e.Header.Bytes(), like)}
 	b.fast.CompareAndSwap(nil, t)
 	if t = b.fast.Load(); t.hdr == nil {
 		return nil
 	}
 	return t
+}
+
+// noDefaultDate reports whether h writes no Date of its own (the server's
+// NoDefaultDate), which the fast form must inherit: fasthttp has no getter
+// for it, so an empty copy of h is rendered.
+func noDefaultDate(h *fasthttp.ResponseHeader) bool {
+	var probe fasthttp.ResponseHeader
+	h.CopyTo(&probe)
+	probe.ResetConnectionClose()
+	for _, k := range probe.PeekKeys() {
+		probe.DelBytes(k)
+	}
+	return !bytes.Contains(probe.Header(), []byte("\r\nDate: "))
 }
 
 // parseFastHead parses a stored block (see renderHeader) behind a status line
