@@ -191,17 +191,14 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 		}
 	}
 	f := fieldViews.Get().(*fastFields)
-	defer fieldViews.Put(f)
+	defer func() {
+		f.h, f.vals = nil, f.vals[:0]
+		fieldViews.Put(f)
+	}()
 	f.h = rq
-	if rs := live.Rules; rs.Len() > 0 {
-		if rule := rs.Request(host, uriPath(uri), http.MethodGet); rule != nil {
-			if rule.Bypass {
-				return false
-			}
-			if rule.Key != nil {
-				uri = shapeKey(rule.Key, uri, f)
-			}
-		}
+	rule, uri := requestRule(live.Rules, http.MethodGet, host, uri, f)
+	if rule != nil && rule.Bypass {
+		return false
 	}
 	e, _ := p.lookup(f, host, uri, keyHash(host, uri))
 	if e == nil || e.Flags&flagHitForMiss != 0 {

@@ -47,21 +47,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, uri := keyParts(r)
-	var rule *rules.Rule
-	if rs := live.Rules; rs.Len() > 0 {
-		method := r.Method
-		if method == http.MethodHead {
-			method = http.MethodGet // a HEAD is answered from the GET
-		}
-		if rule = rs.Request(host, uriPath(uri), method); rule != nil {
-			if rule.Bypass {
-				p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "rule:" + rule.String()})
-				return
-			}
-			if rule.Key != nil {
-				uri = shapeKey(rule.Key, uri, r.Header)
-			}
-		}
+	rule, uri := requestRule(live.Rules, r.Method, host, uri, r.Header)
+	if rule != nil && rule.Bypass {
+		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "rule:" + rule.String()})
+		return
 	}
 	ruleName := ""
 	if rule != nil {
@@ -139,6 +128,22 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		f.post, f.postBody = true, body.body
 	}
 	p.miss(w, r, f)
+}
+
+// requestRule returns the first rule matching a request (nil: none) and
+// the key's uri as that rule shapes it. Both listeners key requests with it.
+func requestRule(rs *rules.Set, method, host, uri string, h policy.Fields) (*rules.Rule, string) {
+	if rs.Len() == 0 {
+		return nil, uri
+	}
+	if method == http.MethodHead {
+		method = http.MethodGet // a HEAD is answered from the GET
+	}
+	rule := rs.Request(host, uriPath(uri), method)
+	if rule != nil && !rule.Bypass && rule.Key != nil {
+		uri = shapeKey(rule.Key, uri, h)
+	}
+	return rule, uri
 }
 
 // maxHostLen bounds the Host of a request (a DNS name is at most 253
