@@ -20,7 +20,6 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"dedupcache/cachestore"
-	"dedupcache/policy"
 )
 
 // The fast listener: the proxy on fasthttp, an HTTP/1.1 server that reuses
@@ -219,55 +218,39 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 }
 
 var (
-	inmKey     = []byte("If-None-Match")
-	imsKey     = []byte("If-Modified-Since")
-	rangeKey   = []byte("Range")
-	ifRangeKey = []byte("If-Range")
+	inmKey   = []byte("If-None-Match")
+	imsKey   = []byte("If-Modified-Since")
+	rangeKey = []byte("Range")
 )
 
 // fastSpecial turns a hit written by writeFastHit into the answer to a
-// conditional or Range request, as serveSpecial does on net/http: a 304
-// when the stored validators match (RFC 9111 §4.3.2), a 206 of one range
-// (a view of the shared body) or a 416; otherwise the 200 stands.
+// conditional or Range request (specialFor decides, as for serveSpecial):
+// a 304, a 206 of one range (a view of the shared body) or a 416;
+// otherwise the 200 stands.
 func (p *Proxy) fastSpecial(ctx *fasthttp.RequestCtx, e *cachestore.Entry, f *fastFields, head bool) {
 	rh := &ctx.Response.Header
-	hdr := entryFields(e)
-	status := int(e.Status)
-	etag, lm := hdr.get("Etag"), hdr.get("Last-Modified")
-	if (status == http.StatusOK || status == http.StatusNoContent) && policy.NotModified(f, etag, lm) {
+	body := e.Body.Bytes()
+	sp := specialFor(f, int(e.Status), entryFields(e), int64(len(body)))
+	switch sp.code {
+	case http.StatusNotModified:
 		for _, k := range notModifiedDrop {
 			rh.Del(k)
 		}
 		ctx.Response.ResetBody()
-		rh.SetStatusCode(http.StatusNotModified)
 		p.notModified.Add(1)
-		if !head {
-			p.served.Add(-int64(len(e.Body.Bytes())))
-		}
-		return
-	}
-	rng := b2s(ctx.Request.Header.PeekCanonical(rangeKey))
-	if rng == "" || status != http.StatusOK || !policy.IfRangeMatches(b2s(ctx.Request.Header.PeekCanonical(ifRangeKey)), etag, lm) {
-		return
-	}
-	body := e.Body.Bytes()
-	size := int64(len(body))
-	start, end, ok, unsatisfiable := policy.ParseRange(rng, size)
-	switch {
-	case unsatisfiable:
-		rh.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+	case http.StatusRequestedRangeNotSatisfiable:
+		rh.Set("Content-Range", sp.contentRange())
 		ctx.Response.SetBodyRaw(nil)
-		rh.SetStatusCode(http.StatusRequestedRangeNotSatisfiable)
-	case ok:
-		rh.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end, 10)+"/"+strconv.FormatInt(size, 10))
-		ctx.Response.SetBodyRaw(body[start : end+1]) // a view of the shared buffer, not a copy
-		rh.SetStatusCode(http.StatusPartialContent)
+	case http.StatusPartialContent:
+		rh.Set("Content-Range", sp.contentRange())
+		ctx.Response.SetBodyRaw(body[sp.start : sp.end+1]) // a view of the shared buffer, not a copy
 		p.ranges.Add(1)
 	default:
-		return // invalid or multi-range: the whole 200 (RFC 9110 §14.2)
+		return
 	}
+	rh.SetStatusCode(sp.code)
 	if !head {
-		p.served.Add(int64(len(ctx.Response.Body())) - size)
+		p.served.Add(int64(len(ctx.Response.Body()) - len(body)))
 	}
 }
 

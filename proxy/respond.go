@@ -40,47 +40,83 @@ func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore
 // server omit representation metadata other than the listed ones).
 var notModifiedDrop = []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Range"}
 
+// special is what a conditional or Range request gets from a stored
+// response, decided once for both listeners (see specialFor).
+type special struct {
+	code       int   // 0: the whole stored response; 304, 206 or 416
+	start, end int64 // the range of a 206
+	size       int64 // the stored body's length
+}
+
+// specialFor decides the answer to a conditional or Range request from a
+// fresh stored response with the given status, fields and body size:
+// 304 when its validators match (RFC 9111 §4.3.2), 206 for one satisfiable
+// range whose If-Range matches, 416 for an unsatisfiable one, else the
+// whole response (invalid or multi-range included, RFC 9110 §14.2).
+func specialFor(req policy.Fields, status int, hdr blockFields, size int64) special {
+	etag, lm := hdr.get("Etag"), hdr.get("Last-Modified")
+	if (status == http.StatusOK || status == http.StatusNoContent) && policy.NotModified(req, etag, lm) {
+		return special{code: http.StatusNotModified}
+	}
+	rng, ifRange := first(req.Values("Range")), first(req.Values("If-Range"))
+	if rng == "" || status != http.StatusOK || !policy.IfRangeMatches(ifRange, etag, lm) {
+		return special{}
+	}
+	start, end, ok, unsatisfiable := policy.ParseRange(rng, size)
+	switch {
+	case unsatisfiable:
+		return special{code: http.StatusRequestedRangeNotSatisfiable, size: size}
+	case ok:
+		return special{code: http.StatusPartialContent, start: start, end: end, size: size}
+	}
+	return special{}
+}
+
+// first returns the first of vs, or "".
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// contentRange is the Content-Range of a 206 or 416.
+func (s special) contentRange() string {
+	if s.code == http.StatusRequestedRangeNotSatisfiable {
+		return "bytes */" + strconv.FormatInt(s.size, 10)
+	}
+	return "bytes " + strconv.FormatInt(s.start, 10) + "-" + strconv.FormatInt(s.end, 10) + "/" + strconv.FormatInt(s.size, 10)
+}
+
 // serveSpecial answers a conditional or Range request from a stored
 // response, once the header is filled in. It reports whether it wrote the
 // response.
 func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, hdr blockFields) bool {
-	status := int(e.Status)
-	if (status == http.StatusOK || status == http.StatusNoContent) &&
-		policy.NotModified(r.Header, hdr.get("Etag"), hdr.get("Last-Modified")) {
-		// RFC 9111 §4.3.2: a cache answers a conditional request itself
-		// from a fresh stored response whose validators match.
-		h := w.Header()
+	body := e.Body.Bytes()
+	sp := specialFor(r.Header, int(e.Status), hdr, int64(len(body)))
+	h := w.Header()
+	switch sp.code {
+	case http.StatusNotModified:
 		for _, k := range notModifiedDrop {
 			delete(h, k)
 		}
 		p.notModified.Add(1)
 		w.WriteHeader(http.StatusNotModified)
-		return true
-	}
-	rng := r.Header.Get("Range")
-	if rng == "" || status != http.StatusOK || !policy.IfRangeMatches(r.Header.Get("If-Range"), hdr.get("Etag"), hdr.get("Last-Modified")) {
-		return false
-	}
-	body := e.Body.Bytes()
-	size := int64(len(body))
-	start, end, ok, unsatisfiable := policy.ParseRange(rng, size)
-	h := w.Header()
-	switch {
-	case unsatisfiable:
-		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+	case http.StatusRequestedRangeNotSatisfiable:
+		h.Set("Content-Range", sp.contentRange())
 		h.Set("Content-Length", "0")
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		return true
-	case !ok:
-		return false // invalid or multi-range: the whole 200 (RFC 9110 §14.2)
-	}
-	h.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end, 10)+"/"+strconv.FormatInt(size, 10))
-	h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
-	p.ranges.Add(1)
-	w.WriteHeader(http.StatusPartialContent)
-	if r.Method != http.MethodHead {
-		p.served.Add(end - start + 1)
-		_, _ = w.Write(body[start : end+1]) // a view of the shared buffer, not a copy
+	case http.StatusPartialContent:
+		h.Set("Content-Range", sp.contentRange())
+		h.Set("Content-Length", strconv.FormatInt(sp.end-sp.start+1, 10))
+		p.ranges.Add(1)
+		w.WriteHeader(http.StatusPartialContent)
+		if r.Method != http.MethodHead {
+			p.served.Add(sp.end - sp.start + 1)
+			_, _ = w.Write(body[sp.start : sp.end+1]) // a view of the shared buffer, not a copy
+		}
+	default:
+		return false
 	}
 	return true
 }
