@@ -28,8 +28,9 @@ import (
 // that serve uses: host, target and a policy.Fields view of the header) with
 // the stored header block in the engine's own parsed form, copied into the
 // response, and the shared body handed over without a copy; fasthttp writes
-// head and body with one buffered flush (one writev past its buffer). Every
-// other request (misses, conditionals, ranges, stale, bypass, purges,
+// head and body with one buffered flush (one writev past its buffer);
+// conditional and Range requests get their 304, 206 or 416 there too. Every
+// other request (misses, request directives, stale, bypass, purges,
 // upgrades) runs the net/http handler through fasthttpadaptor, which streams.
 
 // FastHandler returns the proxy as a fasthttp request handler, for a
@@ -37,15 +38,12 @@ import (
 func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 	full := func(w http.ResponseWriter, r *http.Request) {
 		w, r = slowWriter(w, r), ownRequest(r)
-		// Under a net/http server, ReverseProxy aborts the response
-		// (panic(http.ErrAbortHandler)) when the upstream body breaks
-		// off; without one it ends the response as if complete. The
-		// adaptor turns the abort into a dropped connection.
-		// A context of its own, not derived from the RequestCtx: that one
-		// is reused for the connection's next request while a fetch or a
-		// refresh begun here may still read values from this context, and
-		// its Done is the server's shutdown, not the client's hang-up (a
-		// drain must let requests in flight finish).
+		// A context of its own (fastBase), not derived from the
+		// RequestCtx: that one is reused for the connection's next
+		// request while a fetch or a refresh begun here may still read
+		// values from this context, and its Done is the server's
+		// shutdown, not the client's hang-up (a drain must let requests
+		// in flight finish).
 		p.serve(w, r.WithContext(fastBase))
 	}
 	plain := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(full))
@@ -148,8 +146,10 @@ func (p *Proxy) FastServer(l FastLimits) *fasthttp.Server {
 }
 
 // fastBase is the context of every full-path request on the fast
-// listener: it only says that a server is running the handler (see
-// FastHandler).
+// listener (see FastHandler). It says that a server runs the handler:
+// under one, ReverseProxy aborts a response whose upstream body breaks
+// off (panic(http.ErrAbortHandler), which the adaptor turns into a dropped
+// connection); without one it would end the response as if complete.
 var fastBase = context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 
 // fastLogger sends fasthttp's own messages (connection errors) to the
@@ -164,8 +164,9 @@ func (l fastLogger) Printf(format string, args ...any) {
 }
 
 // fastHit answers ctx from a fresh stored response, if the request is a
-// plain GET or HEAD that one can answer (no directives, conditionals or
-// ranges: those take the full path). It reports whether it did.
+// GET or HEAD without a body, request directives or Upgrade, whose key the
+// common path of keyParts gives; a conditional or Range request gets its
+// 304, 206 or 416 (fastSpecial). It reports whether it answered.
 func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 	rq := &ctx.Request.Header
 	head := false
