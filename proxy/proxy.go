@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,9 +181,14 @@ func New(cfg Config) (*Proxy, error) {
 // dedupcache MUST send it on the requests it forwards and MAY on
 // responses: it does not, since a tenth of hit throughput goes to one more
 // response field (BENCHMARKS.md, "Later checks").
+// The protocol version is the client's: "1.1", "1.0", and "2" for HTTP/2
+// (RFC 9113 §3.1 names that version "2", without a minor).
 func via(major, minor int) string {
-	if major == 1 && minor == 1 {
+	switch {
+	case major == 1 && minor == 1:
 		return "1.1 " + cacheName
+	case major >= 2:
+		return strconv.Itoa(major) + " " + cacheName
 	}
 	return fmt.Sprintf("%d.%d %s", major, minor, cacheName)
 }

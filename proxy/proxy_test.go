@@ -581,3 +581,19 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("bad requests reached the origin %d times", o.hits.Load())
 	}
 }
+
+func TestVia(t *testing.T) {
+	for _, tt := range []struct {
+		major, minor int
+		want         string
+	}{
+		{1, 1, "1.1 dedupcache"},
+		{1, 0, "1.0 dedupcache"},
+		{2, 0, "2 dedupcache"}, // RFC 9113 §3.1: the version is "2"
+		{3, 0, "3 dedupcache"},
+	} {
+		if got := via(tt.major, tt.minor); got != tt.want {
+			t.Errorf("via(%d, %d) = %q; want %q", tt.major, tt.minor, got, tt.want)
+		}
+	}
+}
