@@ -25,11 +25,8 @@ import (
 // in the common case (lower-case host, origin-form request target).
 func keyParts(r *http.Request) (host, uri string) {
 	host = r.Host
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; 'A' <= c && c <= 'Z' {
-			host = strings.ToLower(host)
-			break
-		}
+	if hasUpper(host) {
+		host = strings.ToLower(host)
 	}
 	uri = r.RequestURI
 	if uri == "" || uri[0] != '/' {
