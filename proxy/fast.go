@@ -60,35 +60,41 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 		l := p.live()
 		log := p.sampled(l)
 		if !log {
-			if p.fastHit(ctx, l) {
+			if p.fastHit(ctx, l, true) {
 				return
 			}
-		} else if start := time.Now(); p.fastHit(ctx, l) {
+		} else if start := time.Now(); p.fastHit(ctx, l, false) {
 			p.logFastHit(ctx, start)
 			return
 		}
-		// Not pooled: a flushed response's handler goes on running (and
-		// reading st) after the adaptor has returned.
-		st := &slowState{length: -1}
-		ctx.SetUserValue(slowKey{}, st)
 		if log {
-			logged(ctx)
+			p.runSlow(ctx, logged)
 		} else {
-			plain(ctx)
+			p.runSlow(ctx, plain)
 		}
-		ctx.RemoveUserValue(slowKey{})
-		if !ctx.Hijacked() {
-			if st.length >= 0 && ctx.Response.IsBodyStream() && !ctx.IsHead() {
-				// The adaptor streams a flushed response chunked; the
-				// length the handler announced frames it instead (and a
-				// body that ends short drops the connection). fasthttp
-				// writes such a body through its buffer, so the header
-				// is flushed at once.
-				ctx.Response.Header.SetContentLength(int(st.length))
-				ctx.Response.ImmediateHeaderFlush = true
-			}
-			addDate(&ctx.Response.Header, st.date)
+	}
+}
+
+// runSlow runs h, the net/http handler through the adaptor, for ctx, and
+// gives the response the Date and Content-Length the handler set.
+func (p *Proxy) runSlow(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
+	// Not pooled: a flushed response's handler goes on running (and
+	// reading st) after the adaptor has returned.
+	st := &slowState{length: -1}
+	ctx.SetUserValue(slowKey{}, st)
+	h(ctx)
+	ctx.RemoveUserValue(slowKey{})
+	if !ctx.Hijacked() {
+		if st.length >= 0 && ctx.Response.IsBodyStream() && !ctx.IsHead() {
+			// The adaptor streams a flushed response chunked; the
+			// length the handler announced frames it instead (and a
+			// body that ends short drops the connection). fasthttp
+			// writes such a body through its buffer, so the header
+			// is flushed at once.
+			ctx.Response.Header.SetContentLength(int(st.length))
+			ctx.Response.ImmediateHeaderFlush = true
 		}
+		addDate(&ctx.Response.Header, st.date)
 	}
 }
 
@@ -167,7 +173,7 @@ func (l fastLogger) Printf(format string, args ...any) {
 // GET or HEAD without a body, request directives or Upgrade, whose key the
 // common path of keyParts gives; a conditional or Range request gets its
 // 304, 206 or 416 (fastSpecial). It reports whether it answered.
-func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
+func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live, miss bool) bool {
 	rq := &ctx.Request.Header
 	head := false
 	switch string(rq.Method()) {
@@ -200,8 +206,12 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live) bool {
 	if rule != nil && rule.Bypass {
 		return false
 	}
-	e, _ := p.lookup(f, host, uri, keyHash(host, uri))
-	if e == nil || e.Flags&flagHitForMiss != 0 {
+	h := keyHash(host, uri)
+	e, fwd := p.lookup(f, host, uri, h)
+	if e == nil {
+		return miss && !head && p.fastMiss(ctx, host, uri, h, fwd, rule)
+	}
+	if e.Flags&flagHitForMiss != 0 {
 		return false
 	}
 	age := entryAge(e, p.now())

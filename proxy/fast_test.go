@@ -261,7 +261,7 @@ func TestFastHitDoesNotAllocate(t *testing.T) {
 		path := tt.path + " " + tt.extra
 		ctx := fastCtx(tt.path, tt.extra)
 		l := p.live()
-		if !p.fastHit(ctx, l) {
+		if !p.fastHit(ctx, l, false) {
 			t.Fatalf("%s: not a fast hit", path)
 		}
 		if want := map[bool]int{true: 304, false: 200}[tt.extra != ""]; ctx.Response.StatusCode() != want {
@@ -269,7 +269,7 @@ func TestFastHitDoesNotAllocate(t *testing.T) {
 		}
 		allocs := testing.AllocsPerRun(1000, func() {
 			ctx.Response.Reset()
-			if !p.fastHit(ctx, l) {
+			if !p.fastHit(ctx, l, false) {
 				t.Fatal("not a hit")
 			}
 		})
@@ -290,7 +290,7 @@ func BenchmarkFastHit(b *testing.B) {
 	b.SetBytes(1024)
 	for b.Loop() {
 		ctx.Response.Reset()
-		if !p.fastHit(ctx, l) {
+		if !p.fastHit(ctx, l, false) {
 			b.Fatal("not a hit")
 		}
 		_ = ctx.Response.Write(bw)

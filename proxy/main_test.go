@@ -58,6 +58,10 @@ func interestingGoroutines() []string {
 			strings.Contains(stack, "runtime.MHeap_Scavenger") ||
 			// fasthttp's Date ticker: one per process, started once.
 			strings.Contains(stack, "fasthttp.updateServerDate") ||
+			// fasthttp's idle-connection cleaner sleeps up to
+			// idle_conn_timeout before it sees the pool is empty (Close
+			// closed every connection); it holds nothing.
+			strings.Contains(stack, "fasthttp.(*HostClient).connsCleaner") ||
 			strings.Contains(stack, "net/http.(*persistConn)") && strings.Contains(stack, "DefaultTransport") {
 			continue
 		}

@@ -178,18 +178,7 @@ func (p *Proxy) runFetch(s *stream) {
 	}
 	k := &sink{s: s, h: make(http.Header)}
 	f.reqTime = p.now()
-	clean := func() (ok bool) {
-		defer func() {
-			if pv := recover(); pv != nil {
-				if pv != http.ErrAbortHandler {
-					p.log.Error("upstream fetch panicked", "key", s.key, "panic", pv)
-				}
-				ok = false
-			}
-		}()
-		p.rp.ServeHTTP(k, f.in)
-		return true
-	}()
+	clean := p.fetchUpstream(k, f)
 	if s.kind == 0 {
 		s.errStatus = http.StatusBadGateway
 		s.decided(kindFailed)

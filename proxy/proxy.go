@@ -41,6 +41,7 @@ type Proxy struct {
 	// writeAccess writes one access log line (see newAccessWriter).
 	writeAccess func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration)
 	tr          *http.Transport
+	up          *upstreamClient // the fetch engine's pool (fetch.go)
 	dates       dateCache
 	now         func() time.Time
 	started     time.Time
@@ -156,6 +157,7 @@ func New(cfg Config) (*Proxy, error) {
 		// body decoded behind the client's back.
 		DisableCompression: true,
 	}
+	p.up = newUpstreamClient(ctx, cfg)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.outbound,
 		BufferPool:     &copyBuffers,
@@ -200,10 +202,12 @@ func (p *Proxy) Handler() http.Handler { return p.handler }
 // servers using the handlers must be shut down first.
 func (p *Proxy) Close() {
 	p.cancel()
+	p.up.close() // a fetch waiting for a header ends now
 	p.bg.Wait()
 	p.fetcherWG.Wait()
 	p.store.Close()
 	p.tr.CloseIdleConnections()
+	p.up.close()
 }
 
 // copyBuffers are the ReverseProxy's body copy buffers, reused instead of

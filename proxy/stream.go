@@ -62,6 +62,7 @@ type stream struct {
 	ended    bool // the fetch is over
 	complete bool // the body ended cleanly
 	windowed bool // the buffer only holds what readers have not read
+	held     int  // bytes at the end of buf that readers may not see yet (see writeLocked)
 	readers  int  // readers attached
 	offsets  map[*streamReader]int64
 	reserved int64 // bytes reserved from the in-flight budget
@@ -125,8 +126,10 @@ func (s *stream) write(b []byte, hold bool) (int, error) {
 }
 
 // writeLocked is write with s.mu held; overflowed reports that the stream
-// just became windowed. hold keeps the readers from seeing b until the
-// caller signals (the last bytes of a body, shown once it is stored).
+// just became windowed. hold keeps the readers from seeing b until show:
+// the last bytes of a stored body, shown once the entry is stored, since a
+// reader that has them all answers its client, whose next request must
+// find the entry.
 func (s *stream) writeLocked(b []byte, hold bool) (n int, overflowed bool, err error) {
 	s.compact() // readers may have made room since the last write
 	for s.windowed && len(s.buf)+len(b) > streamWindow && len(s.buf) > 0 {
@@ -154,7 +157,9 @@ func (s *stream) writeLocked(b []byte, hold bool) (n int, overflowed bool, err e
 		s.compact()
 	}
 	s.buf = append(s.buf, b...)
-	if !hold {
+	if hold {
+		s.held = len(b)
+	} else {
 		s.signal()
 	}
 	return len(b), overflowed, nil
@@ -184,6 +189,14 @@ func (s *stream) grow(n int) bool {
 	s.reserved += extra
 	s.buf = nb // readers holding the old array keep valid bytes
 	return true
+}
+
+// show makes held bytes visible to the readers.
+func (s *stream) show() {
+	s.mu.Lock()
+	s.held = 0
+	s.signal()
+	s.mu.Unlock()
 }
 
 // compact drops the bytes every reader has read (windowed streams only).
@@ -228,6 +241,7 @@ func (s *stream) dropSlowest() {
 func (s *stream) end(complete bool) {
 	s.mu.Lock()
 	s.ended, s.complete = true, complete
+	s.held = 0
 	s.signal()
 	s.mu.Unlock()
 }
@@ -286,9 +300,9 @@ func (r *streamReader) next(ctx context.Context) (b []byte, done, complete bool,
 			s.mu.Unlock()
 			return nil, true, false, errStreamAborted
 		}
-		end := s.base + int64(len(s.buf))
+		end := s.base + int64(len(s.buf)-s.held)
 		if r.off < end {
-			b = s.buf[r.off-s.base:]
+			b = s.buf[r.off-s.base : end-s.base]
 			r.off = end
 			s.offsets[r] = end
 			if s.windowed {
@@ -465,9 +479,7 @@ func (k *sink) Write(b []byte) (int, error) {
 	k.n += int64(n)
 	if last && err == nil {
 		s.p.commitStream(s) // before readers see the last bytes (read-your-writes)
-		s.mu.Lock()
-		s.signal()
-		s.mu.Unlock()
+		s.show()
 	}
 	return n, err
 }

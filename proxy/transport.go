@@ -31,6 +31,9 @@ type codingTransport struct {
 }
 
 func (t *codingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Context().Value(codedKey{}) != nil {
+		return t.roundTripCoded(req) // the fetch engine met the codings already
+	}
 	resp, err := t.tr.RoundTrip(req)
 	if err == nil || !strings.Contains(err.Error(), "unsupported transfer encoding") ||
 		(req.Method != http.MethodGet && req.Method != http.MethodHead) {

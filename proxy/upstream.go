@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -54,7 +53,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return // the client went away; nobody to answer
 	}
 	status, msg := http.StatusBadGateway, "upstream unavailable"
-	var ne net.Error
+	var ne interface{ Timeout() bool } // net.Error, and fasthttp's ErrTimeout
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		status, msg = http.StatusGatewayTimeout, "upstream timed out"
 	}

@@ -1,0 +1,355 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The fetch engine. A fetch (a miss, a revalidation, a HEAD answered from
+// a GET, a background refresh) goes upstream through fasthttp's HostClient:
+// pooled keep-alive connections, the request written and the response
+// header read on the fetcher's goroutine, the body streamed from the
+// connection into the stream buffer. net/http's client with ReverseProxy
+// cost about half of a miss's CPU (BENCHMARKS.md, issue 11). Requests sent
+// straight upstream (bypass, upgrades, request bodies) still go through
+// ReverseProxy, which streams request bodies and tunnels upgrades.
+//
+// Both build the upstream request with outbound: a fetch runs the same
+// Rewrite on a ProxyRequest made the way ReverseProxy makes one
+// (outRequest), then copies the result into a fasthttp request.
+
+// upstreamClient is the fetch engine's connection pool to the upstream.
+type upstreamClient struct {
+	hc *fasthttp.HostClient
+
+	mu    sync.Mutex
+	conns map[*upConn]struct{} // open connections, closed by close
+}
+
+// newUpstreamClient returns the pool for cfg's upstream.
+func newUpstreamClient(ctx context.Context, cfg Config) *upstreamClient {
+	u := &upstreamClient{conns: make(map[*upConn]struct{})}
+	addr := cfg.Upstream.Host
+	tls := cfg.Upstream.Scheme == "https"
+	if cfg.Upstream.Port() == "" {
+		port := "80"
+		if tls {
+			port = "443"
+		}
+		addr = net.JoinHostPort(cfg.Upstream.Hostname(), port)
+	}
+	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	u.hc = &fasthttp.HostClient{
+		Addr:  addr,
+		IsTLS: tls,
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return u.track(c, cfg.ResponseHeaderTimeout, cfg.ReadTimeout), nil
+		},
+		// Fills are bounded by max_inflight (budget); a forward never
+		// uses this pool.
+		MaxConns:                  max(cfg.MaxInflight, 1),
+		MaxConnWaitTimeout:        10 * time.Second,
+		MaxIdleConnDuration:       cfg.IdleConnTimeout,
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr:                retryFetch,
+		// The response header must fit in the read buffer (net/http's
+		// client allows up to 1 MiB); buffers are pooled per exchange, not
+		// held per idle connection.
+		ReadBufferSize:                64 << 10,
+		NoDefaultUserAgentHeader:      true,
+		DisablePathNormalizing:        true,
+		StreamResponseBody:            true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return u
+}
+
+// retryFetch retries a fetch once when a pooled connection turned out to
+// be closed before any of the response arrived (the upstream closed it
+// while idle), as net/http's client does; never after a timeout, which
+// would multiply the wait and the origin's load.
+func retryFetch(_ *fasthttp.Request, attempts int, err error) (bool, bool) {
+	if attempts > 1 {
+		return false, false
+	}
+	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// track wraps a new upstream connection and records it for close.
+func (u *upstreamClient) track(c net.Conn, header, idle time.Duration) *upConn {
+	uc := &upConn{Conn: c, u: u, header: header, idle: idle}
+	u.mu.Lock()
+	u.conns[uc] = struct{}{}
+	u.mu.Unlock()
+	return uc
+}
+
+// close closes every upstream connection, idle or busy: a fetch waiting
+// for a header fails at once (the proxy is closing; its context is
+// cancelled already).
+func (u *upstreamClient) close() {
+	u.hc.CloseIdleConnections()
+	u.mu.Lock()
+	cs := make([]*upConn, 0, len(u.conns))
+	for c := range u.conns {
+		cs = append(cs, c)
+	}
+	u.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+// upConn is an upstream connection with the fetch engine's timeouts: after
+// a request is written, the first response byte must come within header
+// (upstream_timeouts.response_header), and then every silence is bounded
+// by idle (upstream_timeouts.read), so an upstream that stalls mid-body
+// cannot hold a fetch and its readers forever. fasthttp's own ReadTimeout
+// would bound the whole response, body included. A connection is used by
+// one exchange at a time.
+type upConn struct {
+	net.Conn
+	u            *upstreamClient
+	header, idle time.Duration
+	waiting      bool // a request was written and no response byte read yet
+	closeOnce    sync.Once
+}
+
+func (c *upConn) Write(b []byte) (int, error) {
+	c.waiting = true
+	return c.Conn.Write(b)
+}
+
+func (c *upConn) Read(b []byte) (int, error) {
+	d := c.idle
+	if c.waiting && c.header > 0 {
+		d = c.header
+	}
+	if d > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.waiting = false
+	}
+	return n, err
+}
+
+// SetReadDeadline is ignored: the connection sets its own (see upConn).
+func (c *upConn) SetReadDeadline(time.Time) error { return nil }
+
+func (c *upConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.u.mu.Lock()
+		delete(c.u.conns, c)
+		c.u.mu.Unlock()
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+// codedKey marks a fetch retried through ReverseProxy because its
+// response used transfer codings fasthttp does not decode (see
+// codingTransport).
+type codedKey struct{}
+
+// fetchUpstream performs fetch f's exchange with the upstream and writes
+// the response to the stream's sink k: header (after modifyResponse has
+// decided what the stream carries) and body. It reports false when the
+// body did not arrive whole.
+func (p *Proxy) fetchUpstream(k *sink, f *fill) bool {
+	in := f.in
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	p.buildFetch(in, req)
+	resp.Header.SetNoDefaultContentType(true)
+	err := p.up.hc.Do(req, resp)
+	if err != nil && (errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding) ||
+		strings.Contains(err.Error(), "unsupported transfer-encoding")) {
+		// "gzip, chunked", chunked beside Content-Length: net/http's side
+		// decodes them (the origin sees the request twice).
+		coded := in.WithContext(context.WithValue(in.Context(), codedKey{}, true))
+		return p.serveFetch(k, coded)
+	}
+	if err != nil {
+		p.errorHandler(k, in, err)
+		return true
+	}
+	defer func() { _ = resp.CloseBodyStream() }()
+	hr := &http.Response{
+		StatusCode:    resp.StatusCode(),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        responseHeader(&resp.Header),
+		ContentLength: int64(resp.Header.ContentLength()),
+		Body:          http.NoBody,
+		Request:       in,
+	}
+	if hr.ContentLength < 0 {
+		hr.ContentLength = -1
+	}
+	if t := resp.Header.Peek(fasthttp.HeaderTrailer); len(t) > 0 {
+		hr.Trailer = http.Header{}
+		for _, name := range strings.Split(string(t), ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				hr.Trailer[http.CanonicalHeaderKey(name)] = nil
+			}
+		}
+	}
+	_ = p.modifyResponse(hr)
+	k.h = hr.Header
+	k.WriteHeader(hr.StatusCode)
+	if k.s.kind != kindStore && k.s.kind != kindPass {
+		return true // answered from an entry: the body is not needed
+	}
+	body := resp.BodyStream()
+	if body == nil {
+		_, err := k.Write(resp.Body())
+		return err == nil
+	}
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := k.Write(buf[:n]); werr != nil {
+				return false
+			}
+		}
+		if rerr == io.EOF {
+			return true
+		}
+		if rerr != nil {
+			return false
+		}
+	}
+}
+
+// serveFetch sends fetch in through ReverseProxy to the sink k, and
+// reports false if the exchange broke off (a panic, as ReverseProxy ends a
+// response it cannot finish).
+func (p *Proxy) serveFetch(k *sink, in *http.Request) (clean bool) {
+	defer func() {
+		if pv := recover(); pv != nil {
+			if pv != http.ErrAbortHandler {
+				p.log.Error("upstream fetch panicked", "key", k.s.key, "panic", pv)
+			}
+			clean = false
+		}
+	}()
+	p.rp.ServeHTTP(k, in)
+	return true
+}
+
+// buildFetch writes the upstream request for fetch in into req: the
+// request outbound makes for in, as ReverseProxy would send it.
+func (p *Proxy) buildFetch(in *http.Request, req *fasthttp.Request) {
+	out := outRequest(in)
+	p.outbound(&httputil.ProxyRequest{In: in, Out: out})
+	req.Header.SetMethod(out.Method)
+	req.SetRequestURI(out.URL.Scheme + "://" + out.URL.Host + out.URL.RequestURI())
+	if out.Host != "" {
+		req.Header.SetHost(out.Host)
+		req.UseHostHeader = true
+	}
+	for name, vs := range out.Header {
+		for _, v := range vs {
+			req.Header.Add(name, v)
+		}
+	}
+	if out.Method != http.MethodGet && out.Method != http.MethodHead {
+		if f, _ := in.Context().Value(fillKey{}).(*fill); f != nil && f.post {
+			req.SetBody(f.postBody)
+		}
+	}
+}
+
+// outRequest is the outbound request ReverseProxy hands to Rewrite for in:
+// a copy without hop-by-hop fields (and those Connection names) and
+// without the client's Forwarded and X-Forwarded-* fields.
+func outRequest(in *http.Request) *http.Request {
+	out := in.Clone(in.Context())
+	if in.ContentLength == 0 {
+		out.Body = nil
+	}
+	out.Close = false
+	h := out.Header
+	removeHopByHop(h)
+	if v := in.Header["Te"]; len(v) > 0 && hasToken(v, "trailers") {
+		h["Te"] = []string{"trailers"} // ReverseProxy keeps this one
+	}
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		delete(h, k)
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // no default: send none
+	}
+	return out
+}
+
+// hopHeaders are the hop-by-hop fields a proxy never forwards (RFC 9110
+// §7.6.1), as ReverseProxy removes them.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop fields from h, and the fields its
+// Connection field names.
+func removeHopByHop(h http.Header) {
+	for _, line := range h["Connection"] {
+		for _, name := range strings.Split(line, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// hasToken reports whether a comma-separated field holds token.
+func hasToken(lines []string, token string) bool {
+	for _, line := range lines {
+		for _, t := range strings.Split(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// responseHeader converts an upstream response header to an http.Header
+// without its hop-by-hop fields, as ReverseProxy passes a response on.
+func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
+	h := make(http.Header, rh.Len())
+	for k, v := range rh.All() {
+		key := string(k) // fasthttp normalized it as net/http would
+		h[key] = append(h[key], string(v))
+	}
+	removeHopByHop(h)
+	return h
+}
