@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,8 +10,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -433,5 +436,42 @@ func TestFastConditionalAndRange(t *testing.T) {
 	}
 	if s := p.Stats(); s.NotModified != 1 || s.Ranges != 2 || o.hits.Load() != 1 {
 		t.Errorf("not modified %d, ranges %d, origin requests %d; want 1, 2, 1", s.NotModified, s.Ranges, o.hits.Load())
+	}
+}
+
+// TestFastMissKeepsConnection checks that misses answered on the fast
+// listener keep the client's connection open, whatever the framing of the
+// origin's response (a chunked one was once sent with Connection: close:
+// fasthttp read the header it was given as "body until close").
+func TestFastMissKeepsConnection(t *testing.T) {
+	body := strings.Repeat("c", 4096)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		_, _ = io.WriteString(w, body) // over net/http's 2 KiB: chunked without a length
+	})
+	_, base := newFastProxy(t, o.URL, nil)
+	var dials atomic.Int32
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	for i, path := range []string{"/chunked/1", "/chunked/2", "/length", "/chunked/1", "/length"} {
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(got) != body || resp.Close {
+			t.Errorf("request %d %s: %d bytes, Connection: close %v; want the body on a kept connection", i, path, len(got), resp.Close)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("client dialled %d times; want 1", n)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -85,7 +87,7 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 		Header:     make(http.Header, rq.Len()),
 		Host:       string(rq.Host()),
 		RequestURI: target,
-		RemoteAddr: ctx.RemoteAddr().String(),
+		RemoteAddr: addrString(ctx.RemoteAddr()),
 		Body:       http.NoBody,
 	}
 	if !rq.IsHTTP11() {
@@ -99,6 +101,17 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 		r.Header[key] = append(r.Header[key], string(v))
 	}
 	return r.WithContext(fastBase)
+}
+
+// addrString formats a peer address as net/http's RemoteAddr does
+// ("127.0.0.1:4711", "[::1]:4711"), cheaper for TCP addresses.
+func addrString(a net.Addr) string {
+	t, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ap := t.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
 // fastStreamOut writes the leader's response from a stream that carries
@@ -230,6 +243,10 @@ func setFastHeader(rh *fasthttp.ResponseHeader, status int, h http.Header) {
 		// status and fields it has are kept.
 		rh.SetStatusCode(status)
 	}
+	// Parsed without a Content-Length, a response would read to the
+	// close: fasthttp infers Connection: close. The body is framed when
+	// it is written (a length, or chunked), and the connection stays.
+	rh.ResetConnectionClose()
 	*buf = raw
 	headBufs.Put(buf)
 }

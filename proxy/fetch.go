@@ -285,16 +285,17 @@ func (p *Proxy) buildFetch(in *http.Request, req *fasthttp.Request) {
 	}
 }
 
-// outRequest is the outbound request ReverseProxy hands to Rewrite for in:
-// a copy without hop-by-hop fields (and those Connection names) and
-// without the client's Forwarded and X-Forwarded-* fields.
+// outRequest is the outbound request ReverseProxy hands to Rewrite for in,
+// as far as outbound reads and writes it (URL and header): a copy without
+// hop-by-hop fields (and those Connection names) and without the client's
+// Forwarded and X-Forwarded-* fields.
 func outRequest(in *http.Request) *http.Request {
-	out := in.Clone(in.Context())
-	if in.ContentLength == 0 {
-		out.Body = nil
+	u := *in.URL
+	h := make(http.Header, len(in.Header)+4)
+	for k, v := range in.Header {
+		h[k] = v[:len(v):len(v)] // shared values: an append must copy
 	}
-	out.Close = false
-	h := out.Header
+	out := &http.Request{Method: in.Method, URL: &u, Header: h, Proto: in.Proto, ProtoMajor: in.ProtoMajor, ProtoMinor: in.ProtoMinor}
 	removeHopByHop(h)
 	if v := in.Header["Te"]; len(v) > 0 && hasToken(v, "trailers") {
 		h["Te"] = []string{"trailers"} // ReverseProxy keeps this one

@@ -103,7 +103,9 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 // that outbound builds the same upstream request for every kind of fetch),
 // as a GET, or as the cached POST with its body.
 func (p *Proxy) fetchRequest(ctx context.Context, r *http.Request, f *fill) *http.Request {
-	in := r.Clone(ctx)
+	// A shallow copy: the header and URL are shared with r, and nothing
+	// writes either (outRequest copies them for the upstream request).
+	in := r.WithContext(ctx)
 	in.Method, in.Body, in.ContentLength = http.MethodGet, http.NoBody, 0
 	if f.post {
 		in.Method = http.MethodPost
