@@ -35,14 +35,13 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unsafe"
-	"weak"
 
 	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
 	"dedupcache/admin"
 	"dedupcache/config"
+	"dedupcache/dedupbody"
 	"dedupcache/demo"
 	"dedupcache/policy"
 	"dedupcache/proxy"
@@ -515,6 +514,7 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 	pcfg.AccessLogOut = accessOut
 	pcfg.ObserveUpstream = latency.Observe
 	var tier *redistier.Tier
+	var held *heldBodies
 	if cfg.Shared.RedisURL != "" {
 		// New never fails because Redis is down: the tier starts with its
 		// breaker open and probes.
@@ -524,7 +524,8 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 		}); err != nil {
 			return nil, fmt.Errorf("shared tier: %w", err)
 		}
-		pcfg.Shared = sharedTier{tier, &heldBodies{}}
+		held = &heldBodies{}
+		pcfg.Shared = sharedTier{tier, held}
 	}
 	p, err := proxy.New(pcfg)
 	if err != nil {
@@ -532,6 +533,11 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 			tier.Close()
 		}
 		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if held != nil {
+		held.mu.Lock()
+		held.copy = p.CopyBody
+		held.mu.Unlock()
 	}
 	adm := admin.New(p, admin.Config{
 		Listen:       cfg.Admin.Listen,
@@ -913,8 +919,8 @@ func healthcheck(url string, stdout, stderr io.Writer) int {
 
 // sharedTier adapts the Redis tier to the proxy's Shared interface. It
 // remembers, by SHA-256, the bodies this instance wrote to or read from the
-// tier, through weak pointers (they stay the cache's to free), so that a
-// body the cache still holds is not downloaded again.
+// tier (see heldBodies), so that a body the cache still holds is not
+// downloaded again.
 type sharedTier struct {
 	t      *redistier.Tier
 	bodies *heldBodies
@@ -970,17 +976,21 @@ func (s sharedTier) Stats() proxy.SharedStats {
 	}
 }
 
-// heldBodies maps SHA-256 sums to bodies the cache holds, weakly: an entry
-// whose body the cache has freed reads as absent. At most maxHeldBodies
+// heldBodies remembers, by SHA-256, the bodies this instance wrote to or
+// read from the tier, as the cache knows them (xxhash64 and length), so
+// that a body the cache still holds is copied from it instead of
+// downloaded. The cache frees bodies on its own: copy asks it whether it
+// still holds one, and copies it under a reference. At most maxHeldBodies
 // sums are kept; past that an arbitrary one is forgotten.
 type heldBodies struct {
-	mu sync.Mutex
-	m  map[[32]byte]weakBody
+	mu   sync.Mutex
+	m    map[[32]byte]heldBody
+	copy func(h uint64, n int64, sum [32]byte) []byte // the proxy's CopyBody, set once it exists
 }
 
-type weakBody struct {
-	p weak.Pointer[byte] // the body's first byte: bodies are allocations of their own
-	n int
+type heldBody struct {
+	h uint64
+	n int64
 }
 
 const maxHeldBodies = 1 << 16
@@ -989,10 +999,11 @@ func (h *heldBodies) add(sum [32]byte, b []byte) {
 	if len(b) == 0 {
 		return
 	}
+	hb := heldBody{dedupbody.Sum(b), int64(len(b))}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.m == nil {
-		h.m = make(map[[32]byte]weakBody)
+		h.m = make(map[[32]byte]heldBody)
 	}
 	if len(h.m) >= maxHeldBodies {
 		for k := range h.m {
@@ -1000,21 +1011,23 @@ func (h *heldBodies) add(sum [32]byte, b []byte) {
 			break
 		}
 	}
-	h.m[sum] = weakBody{weak.Make(&b[0]), len(b)}
+	h.m[sum] = hb
 }
 
-// get returns the body with that sum if the cache still holds it.
+// get returns a copy of the body with that sum if the cache still holds it.
 func (h *heldBodies) get(sum [32]byte) []byte {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	w, ok := h.m[sum]
-	if !ok {
+	hb, ok := h.m[sum]
+	cp := h.copy
+	h.mu.Unlock()
+	if !ok || cp == nil {
 		return nil
 	}
-	p := w.p.Value()
-	if p == nil {
+	b := cp(hb.h, hb.n, sum)
+	if b == nil {
+		h.mu.Lock()
 		delete(h.m, sum)
-		return nil
+		h.mu.Unlock()
 	}
-	return unsafe.Slice(p, w.n)
+	return b
 }

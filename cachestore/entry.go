@@ -36,19 +36,48 @@ type Entry struct {
 	// state packs what the store keeps about the entry into one word, so
 	// that Entry fits the 112-byte size class instead of 128 (16 B less
 	// per stored key; see BENCHMARKS.md, memory per key): bits 0-3 the
-	// release cause, bit 4 released, bits 8-63 the cost.
+	// release cause, bit 4 released, bits 8-27 the pins, bits 28-63 the
+	// cost.
 	state atomic.Uint64
 }
 
 const (
 	causeMask   = 1<<4 - 1
 	releasedBit = 1 << 4
-	costShift   = 8
+	pinShift    = 8
+	pinUnit     = 1 << pinShift
+	pinMask     = (1<<20 - 1) << pinShift
+	costShift   = 28
 )
 
-// setCost records the cost, keeping the cause and released bits (a caller
-// breaking the one-Set-per-Entry rule must still be counted as a double
-// release, not have its flags wiped).
+// Pin keeps the entry's header block and body valid until [Store.Unpin]:
+// their references are not released while the entry is pinned, even if it
+// leaves the store meanwhile (they are released at the last Unpin). A
+// reader pins an entry it got from [Store.Get] before it reads the bytes,
+// and unpins it once it is done with them (a hit: once the response is
+// written). Pin reports false if the entry has left the store already: its
+// bytes may be gone, and the caller must not read them.
+func (e *Entry) Pin() bool {
+	for {
+		v := e.state.Load()
+		if v&releasedBit != 0 {
+			return false
+		}
+		if v&pinMask == pinMask {
+			panic("cachestore: more than 2^20 pins on one entry")
+		}
+		if e.state.CompareAndSwap(v, v+pinUnit) {
+			return true
+		}
+	}
+}
+
+// pins returns the number of pins held (a snapshot).
+func (e *Entry) pins() int { return int(e.state.Load() & pinMask >> pinShift) }
+
+// setCost records the cost, keeping the cause, released and pin bits (a
+// caller breaking the one-Set-per-Entry rule must still be counted as a
+// double release, not have its flags wiped).
 func (e *Entry) setCost(c int64) {
 	for {
 		v := e.state.Load()
@@ -68,15 +97,17 @@ func (e *Entry) markCause(c ReleaseCause) {
 	}
 }
 
-// markReleased sets the released bit; it reports false if it was set.
-func (e *Entry) markReleased() bool {
+// markReleased sets the released bit; it reports false if it was set,
+// and whether the entry was pinned at that moment (then the last Unpin
+// releases its refs).
+func (e *Entry) markReleased() (ok, pinned bool) {
 	for {
 		v := e.state.Load()
 		if v&releasedBit != 0 {
-			return false
+			return false, false
 		}
 		if e.state.CompareAndSwap(v, v|releasedBit) {
-			return true
+			return true, v&pinMask != 0
 		}
 	}
 }

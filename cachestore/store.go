@@ -63,6 +63,11 @@ type Config struct {
 	// calling Set, Del, Clear or Close. It must be quick, must not block,
 	// and must not call the Store.
 	OnRelease func(e *Entry, cause ReleaseCause)
+	// Slack, if set, returns bytes the body stores hold beyond what their
+	// bodies are charged (an arena's free slots and partly used slabs);
+	// they are taken off the capacity like uncharged bytes. It is called
+	// on every release: one or two atomic loads.
+	Slack func() int64
 }
 
 // Store is the entry store. All methods may be called concurrently.
@@ -72,6 +77,7 @@ type Store struct {
 	overhead  int64
 	stores    []*dedupbody.Store
 	onRelease func(*Entry, ReleaseCause)
+	slack     func() int64
 
 	entries    atomic.Int64
 	withBody   atomic.Int64
@@ -79,6 +85,7 @@ type Store struct {
 	sets       atomic.Int64
 	causes     [numCauses]atomic.Int64
 	doubleRel  atomic.Int64
+	deferred   atomic.Int64 // entries released while pinned, refs not yet released
 	clearing   atomic.Int32 // > 0 while Clear or Close drains ristretto
 }
 
@@ -99,6 +106,7 @@ func New(cfg Config) (*Store, error) {
 		overhead:  cfg.EntryOverhead,
 		stores:    cfg.Stores,
 		onRelease: cfg.OnRelease,
+		slack:     cfg.Slack,
 	}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
 		NumCounters:        2 * cfg.ExpectedEntries,
@@ -224,7 +232,8 @@ func (s *Store) onExit(e *Entry) {
 	if e == nil {
 		return
 	}
-	if !e.markReleased() {
+	ok, pinned := e.markReleased()
+	if !ok {
 		s.doubleRel.Add(1)
 		return
 	}
@@ -232,8 +241,12 @@ func (s *Store) onExit(e *Entry) {
 	// entry, or from ristretto's goroutine for a Set applied after the Del.
 	s.mark(e, Deleted)
 	cause := e.Cause()
-	e.Header.Release()
-	e.Body.Release()
+	if pinned {
+		s.deferred.Add(1) // the last Unpin releases the refs
+	} else {
+		e.Header.Release()
+		e.Body.Release()
+	}
 	s.entries.Add(-1)
 	if e.Body.Body() != nil {
 		s.withBody.Add(-1)
@@ -246,12 +259,30 @@ func (s *Store) onExit(e *Entry) {
 	}
 }
 
+// Unpin ends a pin taken with [Entry.Pin]. The last Unpin of an entry that
+// left the store meanwhile releases its header block and body.
+func (s *Store) Unpin(e *Entry) {
+	v := e.state.Add(^uint64(pinUnit - 1)) // minus one pin
+	if v&pinMask == pinMask {
+		panic("cachestore: Unpin without Pin")
+	}
+	if v&releasedBit != 0 && v&pinMask == 0 {
+		e.Header.Release()
+		e.Body.Release()
+		s.deferred.Add(-1)
+		s.updateCapacity()
+	}
+}
+
 // updateCapacity gives ristretto what the budget leaves once uncharged
 // bytes are taken off.
 func (s *Store) updateCapacity() {
 	c := s.max
 	for _, b := range s.stores {
 		c -= b.UnchargedBytes()
+	}
+	if s.slack != nil {
+		c -= s.slack()
 	}
 	s.cache.UpdateMaxCost(max(c, 1))
 }
@@ -269,6 +300,7 @@ type Stats struct {
 	Sets           int64 // Set calls
 	Released       [numCauses]int64
 	DoubleReleases int64 // always 0 unless ristretto broke its contract
+	Pinned         int64 // entries that left while pinned and still hold their refs
 	Capacity       int64 // ristretto's current MaxCost
 }
 
@@ -280,6 +312,7 @@ func (s *Store) Stats() Stats {
 		EntryBytes:     s.entryBytes.Load(),
 		Sets:           s.sets.Load(),
 		DoubleReleases: s.doubleRel.Load(),
+		Pinned:         s.deferred.Load(),
 		Capacity:       s.cache.MaxCost(),
 	}
 	for i := range s.causes {

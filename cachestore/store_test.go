@@ -26,9 +26,15 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
+	return newFixtureWith(t, cfg, dedupbody.New(dedupbody.Config{}))
+}
+
+// newFixtureWith is newFixture with the given body store.
+func newFixtureWith(t *testing.T, cfg Config, bodies *dedupbody.Store) *fixture {
+	t.Helper()
 	f := &fixture{
 		t:        t,
-		bodies:   dedupbody.New(dedupbody.Config{}),
+		bodies:   bodies,
 		headers:  dedupbody.New(dedupbody.Config{}),
 		released: map[*Entry][]ReleaseCause{},
 	}

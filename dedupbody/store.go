@@ -19,6 +19,17 @@
 // takes the charge again or the last reference goes. So at any moment:
 //
 //	Bytes == (sum of sizes of charged live refs) + UnchargedBytes
+//
+// # Memory
+//
+// With [Config.Arena] set, every new body's bytes are copied into a slot of
+// that arena (memory the process maps itself, outside the Go heap: the
+// collector neither scans nor paces it) and the slot is freed the moment
+// the last reference is released: from then on the bytes may be reused for
+// another body or unmapped. So a caller must hold a reference for as long
+// as it reads [Ref.Bytes] (the cache holds its entry pinned, see package
+// cachestore). Without an arena, bodies are ordinary heap allocations that
+// stay valid for as long as anything points to them.
 package dedupbody
 
 import (
@@ -28,15 +39,17 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+
+	"dedupcache/dedupbody/arena"
 )
 
 // Sum returns the hash [Store.Put] expects for data: xxhash64.
 func Sum(data []byte) uint64 { return xxhash.Sum64(data) }
 
 // BodyOverhead is the heap a stored body costs beyond its bytes: the Body
-// struct (80 B size class) and its index map slot, measured by
-// TestBodyOverhead (103 B) and rounded up.
-const BodyOverhead = 104
+// struct (96 B size class) and its index map slot, measured by
+// TestBodyOverhead and rounded up.
+const BodyOverhead = 120
 
 // Config configures a [Store].
 type Config struct {
@@ -45,11 +58,16 @@ type Config struct {
 	// slot and hash lookup where a shared copy would save less than it costs.
 	// Zero shares every buffer, including the empty one.
 	MinShareSize int
+	// Arena, if set, holds the bytes of every new body (see Memory in the
+	// package doc). When it cannot map memory, a body is kept on the heap
+	// instead (Stats.HeapFallbacks).
+	Arena *arena.Arena
 }
 
 // Store holds deduplicated buffers. All methods may be called concurrently.
 type Store struct {
 	minShare int
+	arena    *arena.Arena
 
 	mu    sync.Mutex
 	index map[uint64]*Body // head of a chain of bodies with the same hash
@@ -64,19 +82,21 @@ type Store struct {
 	shared    atomic.Int64 // Put calls answered with an existing body
 	collide   atomic.Int64 // hash matches whose bytes differed
 	badRel    atomic.Int64 // releases past zero (a caller bug)
+	fallback  atomic.Int64 // bodies kept on the heap because the arena refused
 }
 
 // New returns an empty Store.
 func New(cfg Config) *Store {
-	return &Store{minShare: cfg.MinShareSize, index: make(map[uint64]*Body)}
+	return &Store{minShare: cfg.MinShareSize, arena: cfg.Arena, index: make(map[uint64]*Body)}
 }
 
-// Body is one stored buffer. Its bytes are immutable and owned by the
-// garbage collector: a reader that still holds [Body.Bytes] after the last
-// reference was released keeps valid memory; only the accounting has moved
-// on. Bodies are never recycled.
+// Body is one stored buffer. Its bytes are immutable while it has a
+// reference. Without an arena they are owned by the garbage collector (a
+// reader still holding them after the last release keeps valid memory);
+// in an arena they are freed at the last release (see Memory in the
+// package doc).
 type Body struct {
-	data    []byte
+	slot    arena.Slot // the bytes: an arena slot, or heap memory (arena.Wrap)
 	aux     any
 	extra   int64 // bytes aux occupies, counted in Size
 	store   *Store
@@ -88,15 +108,15 @@ type Body struct {
 }
 
 // Bytes returns the stored bytes. The caller must not modify them.
-func (b *Body) Bytes() []byte { return b.data }
+func (b *Body) Bytes() []byte { return b.slot.Bytes() }
 
 // Size returns the bytes the body occupies: the buffer's capacity (what the
 // allocator handed out) plus what its aux value takes, as the aux function
 // reported.
-func (b *Body) Size() int64 { return int64(cap(b.data)) + b.extra }
+func (b *Body) Size() int64 { return int64(cap(b.slot.Bytes())) + b.extra }
 
 // Len returns the number of stored bytes (the payload, without rounding).
-func (b *Body) Len() int64 { return int64(len(b.data)) }
+func (b *Body) Len() int64 { return int64(len(b.slot.Bytes())) }
 
 // Hash returns the buffer's xxhash64.
 func (b *Body) Hash() uint64 { return b.hash }
@@ -128,7 +148,7 @@ func (r Ref) Bytes() []byte {
 	if r.body == nil {
 		return nil
 	}
-	return r.body.data
+	return r.body.slot.Bytes()
 }
 
 // Charged reports whether this reference carries the body's bytes in the
@@ -145,8 +165,9 @@ func (r Ref) ChargedSize() int64 {
 
 // Put stores data under its hash h (from [Sum] or a streaming xxhash) and
 // returns a new reference. If an equal buffer is stored, data is not kept
-// and the reference points to the stored one. The store takes ownership of
-// data when it keeps it: the caller must not modify data after Put.
+// and the reference points to the stored one. Without an arena the store
+// takes ownership of data when it keeps it: the caller must not modify data
+// after Put. With an arena, a new body is always a copy in the arena.
 //
 // aux, if not nil, is called once when a new body is created, with the
 // bytes, under the store's lock: it must be quick and must not call the
@@ -168,12 +189,9 @@ func (s *Store) PutCopy(data []byte, h uint64, aux func([]byte) (any, int64)) Re
 func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNew bool) Ref {
 	s.puts.Add(1)
 	if len(data) < s.minShare {
-		if copyNew {
-			data = append(Alloc(len(data)), data...)
-		}
-		b := &Body{data: data, store: s, hash: h, refs: 1, charged: true}
+		b := &Body{slot: s.keep(data, copyNew), store: s, hash: h, refs: 1, charged: true}
 		if aux != nil {
-			b.aux, b.extra = aux(data)
+			b.aux, b.extra = aux(b.Bytes())
 		}
 		s.added(b)
 		return Ref{body: b, charged: true}
@@ -182,7 +200,7 @@ func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNe
 	s.mu.Lock()
 	head := s.index[h]
 	for b := head; b != nil; b = b.next {
-		if bytes.Equal(b.data, data) {
+		if bytes.Equal(b.Bytes(), data) {
 			b.refs++
 			r := Ref{body: b}
 			if !b.charged {
@@ -198,17 +216,32 @@ func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNe
 		}
 		s.collide.Add(1)
 	}
-	if copyNew {
-		data = append(Alloc(len(data)), data...)
-	}
-	b := &Body{data: data, store: s, next: head, hash: h, refs: 1, charged: true, indexed: true}
+	b := &Body{slot: s.keep(data, copyNew), store: s, next: head, hash: h, refs: 1, charged: true, indexed: true}
 	if aux != nil {
-		b.aux, b.extra = aux(data)
+		b.aux, b.extra = aux(b.Bytes())
 	}
 	s.index[h] = b
 	s.mu.Unlock()
 	s.added(b)
 	return Ref{body: b, charged: true}
+}
+
+// keep returns the memory a new body's bytes live in: a copy in the
+// arena, else data itself or (copyNew) an exact-size heap copy.
+func (s *Store) keep(data []byte, copyNew bool) arena.Slot {
+	if s.arena != nil && len(data) > 0 {
+		sl, err := s.arena.Alloc(len(data))
+		if err == nil {
+			copy(sl.Bytes(), data)
+			return sl
+		}
+		s.fallback.Add(1)
+		copyNew = true
+	}
+	if copyNew {
+		data = append(Alloc(len(data)), data...)
+	}
+	return arena.Wrap(data)
 }
 
 // added counts a new body and its first reference.
@@ -250,6 +283,9 @@ func (r Ref) Release() {
 		s.bodies.Add(-1)
 		s.bytes.Add(-size)
 		s.data.Add(-b.Len())
+		if s.arena != nil {
+			s.arena.Free(b.slot) // the bytes may be reused from here on
+		}
 	case r.charged:
 		b.charged = false
 		s.uncharged.Add(size)
@@ -294,6 +330,7 @@ type Stats struct {
 	Shared         int64 // Put calls that found an equal stored body
 	Collisions     int64 // hash matches whose bytes differed
 	BadReleases    int64 // releases past zero: always 0 unless a caller is wrong
+	HeapFallbacks  int64 // new bodies kept on the heap because the arena could not map memory
 }
 
 // Stats returns the current counters.
@@ -309,8 +346,12 @@ func (s *Store) Stats() Stats {
 		Shared:         s.shared.Load(),
 		Collisions:     s.collide.Load(),
 		BadReleases:    s.badRel.Load(),
+		HeapFallbacks:  s.fallback.Load(),
 	}
 }
+
+// Bytes returns Stats().Bytes without building the rest.
+func (s *Store) Bytes() int64 { return s.bytes.Load() }
 
 // UnchargedBytes returns Stats().UnchargedBytes without building the rest.
 func (s *Store) UnchargedBytes() int64 { return s.uncharged.Load() }
@@ -322,11 +363,30 @@ func (s *Store) Lookup(data []byte, h uint64) (*Body, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for b := s.index[h]; b != nil; b = b.next {
-		if bytes.Equal(b.data, data) {
+		if bytes.Equal(b.Bytes(), data) {
 			return b, true
 		}
 	}
 	return nil, false
+}
+
+// Acquire returns a new, uncharged reference to a stored body with hash h
+// and length n, if one has a live reference: a reader that knows a body
+// only by its hash (another cache tier's) can read it safely until it
+// releases the reference. Distinct bodies with the same hash and length are
+// told apart only by the caller (check the bytes).
+func (s *Store) Acquire(h uint64, n int64) (Ref, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for b := s.index[h]; b != nil; b = b.next {
+		if b.refs > 0 && b.Len() == n {
+			b.refs++
+			s.refs.Add(1)
+			s.logical.Add(n)
+			return Ref{body: b}, true
+		}
+	}
+	return Ref{}, false
 }
 
 // Each calls fn for every indexed body under the store's lock, until fn

@@ -116,7 +116,10 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 		h = keyHashString(e.Key)
 	}
 	// Index first: once stored, the entry may leave at any moment, and its
-	// release must find it in the index to remove it.
+	// release must find it in the index to remove it. Pinned until the
+	// shared tier has read its bytes.
+	e.Pin()
+	defer p.store.Unpin(e)
 	p.index.stored(h, f.hash, f.host, e, tags)
 	p.store.Set(h, e, ttl)
 	if e.Key != primary && len(vary) > 0 {

@@ -216,17 +216,44 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live, miss bool) bool {
 	}
 	age := entryAge(e, p.now())
 	fr := entryFreshness(e)
-	if age >= fr.Lifetime || fr.NoCache {
-		return false
+	if age >= fr.Lifetime || fr.NoCache || !e.Pin() {
+		return false // not fresh, or evicted since the lookup
 	}
 	if !p.writeFastHit(ctx, e, age, hitValue(fr.Lifetime - age)[0], head) {
+		p.store.Unpin(e)
 		return false
 	}
+	// fasthttp writes the body after the handler returns: the entry stays
+	// pinned until then (it closes the user values once the response is
+	// out, or the connection is gone).
+	pin := pins.Get().(*pinnedEntry)
+	pin.p, pin.e = p, e
+	ctx.SetUserValue(pinKey{}, pin)
 	if len(rq.PeekCanonical(inmKey)) > 0 || len(rq.PeekCanonical(imsKey)) > 0 || len(rq.PeekCanonical(rangeKey)) > 0 {
 		p.fastSpecial(ctx, e, f, head)
 	}
 	return true
 }
+
+// pinKey is the user-value key of a fast hit's pinnedEntry.
+type pinKey struct{}
+
+// pinnedEntry unpins an entry when fasthttp closes it, after the response
+// is written.
+type pinnedEntry struct {
+	p *Proxy
+	e *cachestore.Entry
+}
+
+// Close implements io.Closer.
+func (x *pinnedEntry) Close() error {
+	x.p.store.Unpin(x.e)
+	x.p, x.e = nil, nil
+	pins.Put(x)
+	return nil
+}
+
+var pins = sync.Pool{New: func() any { return new(pinnedEntry) }}
 
 var (
 	inmKey   = []byte("If-None-Match")
@@ -308,8 +335,9 @@ func (p *Proxy) writeFastHit(ctx *fasthttp.RequestCtx, e *cachestore.Entry, age 
 	rh.SetCanonical(xCacheKey, s2b(xCache[StatusHit][0]))
 	rh.SetCanonical(cacheStatusKey, s2b(cs))
 	body := e.Body.Bytes()
+	checkBody(e)
 	// The body is the shared, immutable buffer: fasthttp writes it after
-	// this returns, and the slice keeps it alive until then.
+	// this returns, with the entry pinned until then (see fastHit).
 	ctx.Response.SetBodyRaw(body)
 	p.counts[StatusHit].Add(1)
 	if !head {

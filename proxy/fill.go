@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"net/http"
@@ -33,11 +34,12 @@ type fill struct {
 
 	sharedToken any // from the shared tier's Get, for its Put
 
-	post     bool              // a POST cached by operator opt-in (see post.go)
-	postBody []byte            // its body, sent again by the fetch
-	stale    *cachestore.Entry // a stored response being revalidated, or nil
-	stream   *stream           // the fetch's stream
-	in       *http.Request     // the fetch's inbound request
+	post     bool                // a POST cached by operator opt-in (see post.go)
+	postBody []byte              // its body, sent again by the fetch
+	stale    *cachestore.Entry   // a stored response being revalidated, or nil
+	stream   *stream             // the fetch's stream
+	pinned   []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
+	in       *http.Request       // the fetch's inbound request
 }
 
 // varyIndexTTL is the least time a Vary index entry is kept.
@@ -124,7 +126,9 @@ func (p *Proxy) fetchResponse(f *fill, s *stream, resp *http.Response, now time.
 				// client gets the merged response, the entry stays as it was.
 				f.status = StatusBypass
 				label(merged, StatusBypass, f.fwd, true, http.StatusNotModified, false, "not-stored")
-				s.status, s.header, s.passBody = int(f.stale.Status), merged, f.stale.Body.Bytes()
+				// A copy: the leader writes it after the fetch has unpinned
+				// the entry.
+				s.status, s.header, s.passBody = int(f.stale.Status), merged, bytes.Clone(f.stale.Body.Bytes())
 				merged["Content-Length"] = []string{strconv.Itoa(len(s.passBody))}
 				p.answeredBy(s, resp, kindPassEntry)
 				return

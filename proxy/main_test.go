@@ -70,3 +70,17 @@ func interestingGoroutines() []string {
 	sort.Strings(out)
 	return out
 }
+
+// eventually waits up to 2 s for cond, then fails with msg(): for effects
+// that follow a response by a moment (a handler's deferred unpin).
+func eventually(t *testing.T, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Error(msg())
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -91,6 +91,15 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 		rule: f.rule,
 		post: f.post, postBody: f.postBody,
 	}
+	if ff.stale != nil {
+		// The fetch may outlive the request: it pins the entry it
+		// revalidates itself (runFetch unpins it).
+		if ff.stale.Pin() {
+			ff.pinned = append(ff.pinned, ff.stale)
+		} else {
+			ff.stale = nil // evicted meanwhile: a plain fetch
+		}
+	}
 	s := newStream(p, keyString(f.host, f.uri), ff, cancel)
 	s.gen = p.purgeGen.Load()
 	ff.stream = s
@@ -167,7 +176,13 @@ func (p *Proxy) runFetch(s *stream) {
 	defer stop()
 	defer s.cancel()
 	f := s.fill
+	defer func() {
+		for _, e := range f.pinned {
+			p.store.Unpin(e)
+		}
+	}()
 	if e := p.fromShared(f.in.Context(), f); e != nil {
+		f.pinned = append(f.pinned, e) // fromShared returns it pinned
 		if p.sharedHit(s, f, e) {
 			s.end(true)
 			s.release()
@@ -247,6 +262,11 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 	switch s.kind {
 	case kindEntry:
 		e := s.entry
+		if !e.Pin() {
+			own() // evicted already
+			return
+		}
+		defer p.store.Unpin(e)
 		age := entryAge(e, p.now())
 		if leader {
 			if len(s.cookies) > 0 {
@@ -321,7 +341,8 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 		case <-r.Context().Done():
 			return
 		}
-		if e := s.entry; e != nil {
+		if e := s.entry; e != nil && e.Pin() {
+			defer p.store.Unpin(e)
 			cs := []string{collapsed(f.fwd)}
 			if leader {
 				cs = s.header["Cache-Status"]

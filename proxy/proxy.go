@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
+	"dedupcache/dedupbody/arena"
 	"dedupcache/policy"
 )
 
@@ -34,6 +37,7 @@ type Proxy struct {
 	cfg     Config
 	log     *slog.Logger
 	bodies  *dedupbody.Store
+	arena   *arena.Arena // where the bodies' bytes live (see package dedupbody)
 	headers *dedupbody.Store
 	store   *cachestore.Store
 	rp      *httputil.ReverseProxy
@@ -126,16 +130,19 @@ func New(cfg Config) (*Proxy, error) {
 		budget:   budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
 		cfg:      cfg,
 		log:      cfg.Logger,
-		bodies:   dedupbody.New(dedupbody.Config{}),
 		headers:  dedupbody.New(dedupbody.Config{}),
 		now:      time.Now,
 		started:  time.Now(),
 	}
+	p.arena = arena.New(arenaConfig(cfg.MaxMemory))
+	p.bodies = dedupbody.New(dedupbody.Config{Arena: p.arena})
 	store, err := cachestore.New(cachestore.Config{
 		MaxMemory:       cfg.MaxMemory - inflight,
 		ExpectedEntries: cfg.ExpectedEntries,
 		Stores:          []*dedupbody.Store{p.bodies, p.headers},
 		OnRelease:       p.index.released,
+		// The arena's free slots and slab tails: held, charged to no body.
+		Slack: p.arenaSlack,
 	})
 	if err != nil {
 		return nil, err
@@ -179,6 +186,34 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
+// arenaSlack is what the arena holds beyond the bodies' charged bytes:
+// free slots, slab tails and spare slabs. A poison build's quarantine (freed
+// slots held back to catch a use after free) is left out, so that tests
+// see the capacity a production build has.
+func (p *Proxy) arenaSlack() int64 {
+	q := int64(0)
+	if arena.Poisoned() {
+		q = p.arena.Stats().QuarantinedBytes
+	}
+	return max(0, p.arena.Mapped()-q-p.bodies.Bytes())
+}
+
+// arenaConfig sizes the body arena for a cache of maxMemory bytes. Every
+// size class in use holds at least one slab, and spare slabs stay mapped,
+// all of it counted against max_memory: a small cache gets small slabs
+// (and bodies over its largest class a mapping each), so that this slack
+// stays a small part of the budget; from 64 MiB on, the arena's defaults
+// (1 MiB slabs for the largest classes, 64 KiB for the smallest).
+func arenaConfig(maxMemory int64) arena.Config {
+	pow2 := func(n int64) int { return 1 << (bits.Len64(uint64(max(n, 1))) - 1) } // largest power of two <= n
+	page := os.Getpagesize()
+	return arena.Config{
+		SlabSize:    min(max(pow2(maxMemory/64), 16<<10), 1<<20),
+		MinSlab:     min(max(pow2(maxMemory/1024), page), 64<<10),
+		RetainBytes: max(min(maxMemory/32, 2<<20), 1),
+	}
+}
+
 // via returns this hop's Via member (RFC 9110 §7.6.3). As a gateway,
 // dedupcache MUST send it on the requests it forwards and MAY on
 // responses: it does not, since a tenth of hit throughput goes to one more
@@ -206,6 +241,7 @@ func (p *Proxy) Close() {
 	p.bg.Wait()
 	p.fetcherWG.Wait()
 	p.store.Close()
+	_ = p.arena.Close() // every body was released with its entry
 	p.tr.CloseIdleConnections()
 	p.up.close()
 }

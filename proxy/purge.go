@@ -146,9 +146,10 @@ func (pg *purger) each(match func(uri string) bool) {
 // stale-if-error. The copy takes its own references to the same header
 // block and body.
 func (p *Proxy) soften(h uint64, e *cachestore.Entry) {
-	if entryAge(e, p.now()) >= time.Duration(e.Lifetime)*time.Second {
-		return // stale already
+	if entryAge(e, p.now()) >= time.Duration(e.Lifetime)*time.Second || !e.Pin() {
+		return // stale already, or gone
 	}
+	defer p.store.Unpin(e)
 	ne := &cachestore.Entry{
 		Key:             e.Key,
 		Header:          p.headers.Put(e.Header.Bytes(), e.Header.Body().Hash(), parseBlock),

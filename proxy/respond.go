@@ -6,13 +6,17 @@ import (
 	"time"
 
 	"dedupcache/cachestore"
+	"dedupcache/dedupbody"
+	"dedupcache/dedupbody/arena"
 	"dedupcache/policy"
 )
 
 // serveEntry writes a stored response. This is the hit path: it must not
 // allocate beyond what net/http does, nor copy the body. Conditional and
 // Range requests branch off to serveSpecial.
+// e must be pinned (cachestore.Entry.Pin) until serveEntry returns.
 func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, age time.Duration, cs []string, st Status) {
+	checkBody(e)
 	p.counts[st].Add(1)
 	hdr := entryFields(e)
 	h := w.Header()
@@ -119,4 +123,16 @@ func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachesto
 		return false
 	}
 	return true
+}
+
+// checkBody verifies, in a build with the arenapoison tag (freed arena
+// slots are poisoned), that the body about to be served hashes to what was
+// stored: a use after free cannot pass silently. Otherwise it does nothing.
+func checkBody(e *cachestore.Entry) {
+	if !arena.Poisoned() || e.Body.Body() == nil {
+		return
+	}
+	if dedupbody.Sum(e.Body.Bytes()) != e.Body.Body().Hash() {
+		panic("proxy: a stored body changed under a reader (use after free): " + e.Key)
+	}
 }

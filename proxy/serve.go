@@ -61,6 +61,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header()["X-Cache-Key"] = []string{printableKey(keyString(host, uri))}
 	}
 	e, fwd := p.lookup(r.Header, host, uri, h)
+	if e != nil {
+		// Pinned while this request uses it (served, revalidated): its
+		// bytes stay until then, even if it is evicted meanwhile.
+		if !e.Pin() {
+			e, fwd = nil, "uri-miss" // evicted since the lookup
+		} else {
+			defer p.store.Unpin(e)
+		}
+	}
 	req := noDirectives
 	hasDirectives := len(r.Header["Cache-Control"]) > 0 || len(r.Header["Pragma"]) > 0
 	if hasDirectives {

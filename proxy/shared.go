@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -72,7 +74,7 @@ type SharedEntry struct {
 const sharedTimeout = 200 * time.Millisecond
 
 // toShared hands a stored entry to the shared tier (not one that came from
-// it). The body and header bytes are immutable and shared, not copied.
+// it). e must be pinned.
 func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []string, tags []string, ttl time.Duration) {
 	sh := p.cfg.Shared
 	if sh == nil || e.Flags&flagFromShared != 0 || f.sharedToken == nil {
@@ -82,8 +84,10 @@ func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []st
 	if e.Key != primary {
 		varyOf = primary
 	}
+	// Copies: the tier uploads after this returns, and the entry's bytes
+	// may be freed by then (bodies live in the arena).
 	sh.Put(e.Key, f.sharedToken, varyOf, vary, SharedEntry{
-		Status: int(e.Status), Header: e.Header.Bytes(), Body: e.Body.Bytes(),
+		Status: int(e.Status), Header: bytes.Clone(e.Header.Bytes()), Body: bytes.Clone(e.Body.Bytes()),
 		Stored: e.Stored, Date: e.Date, Flags: e.Flags &^ (flagIndexed | flagFromShared),
 		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
 		Tags: tags,
@@ -92,7 +96,7 @@ func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []st
 
 // fromShared looks f's key up in the shared tier and, if it holds the
 // response, stores it in-process and returns its entry (fresh or not: a
-// stale one is revalidated). The variant is chosen from f's request.
+// stale one is revalidated), pinned: the caller unpins it. The variant is chosen from f's request.
 func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 	sh := p.cfg.Shared
 	if sh == nil || f.post {
@@ -138,8 +142,24 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 	}
 	sh.Held(se.BodySum, e.Body.Bytes())
 	fr := entryFreshness(e)
+	e.Pin() // for the caller: the store may drop it at once
 	p.put(f, e, primary, fr, se.Tags, vary...)
 	return e
+}
+
+// CopyBody returns a copy of the stored body with xxhash64 h and length
+// n, if the cache holds one and it has the given SHA-256: the shared tier
+// uses it instead of downloading a body this instance holds.
+func (p *Proxy) CopyBody(h uint64, n int64, sum [32]byte) []byte {
+	r, ok := p.bodies.Acquire(h, n)
+	if !ok {
+		return nil
+	}
+	defer r.Release()
+	if sha256.Sum256(r.Bytes()) != sum {
+		return nil
+	}
+	return bytes.Clone(r.Bytes())
 }
 
 // sharedHit answers a fetch from an entry the shared tier held, if it is

@@ -31,12 +31,18 @@ var (
 // Config configures an [Arena]. The zero Config is valid: every field has a
 // default.
 type Config struct {
-	// SlabSize is the size of the largest slabs: a power of two from 64 KiB
+	// SlabSize is the size of the largest slabs: a power of two from 16 KiB
 	// to 1 GiB. Zero means 1 MiB. The largest size class is SlabSize/8;
 	// a larger allocation gets a mapping of its own. Smaller classes use
 	// smaller slabs (see the package doc). SlabSize is a tuning knob for the
 	// program, not a user setting: New panics if it is invalid.
 	SlabSize int
+
+	// MinSlab is the size of the smallest slabs: a power of two from the
+	// page size up to SlabSize. Zero means 64 KiB (or SlabSize, if
+	// smaller). A small cache takes small slabs: every size class in use
+	// holds at least one slab, most of it free at first.
+	MinSlab int
 
 	// RetainBytes is how many bytes of empty slabs stay mapped, and
 	// resident, for reuse by a class with the same slab size instead of
@@ -105,8 +111,14 @@ func New(cfg Config) *Arena {
 	if cfg.SlabSize == 0 {
 		cfg.SlabSize = 1 << 20
 	}
-	if cfg.SlabSize < minSlab || cfg.SlabSize > 1<<30 || cfg.SlabSize&(cfg.SlabSize-1) != 0 {
-		panic(fmt.Sprintf("arena: SlabSize %d is not a power of two from 64 KiB to 1 GiB", cfg.SlabSize))
+	if cfg.SlabSize < 16<<10 || cfg.SlabSize > 1<<30 || cfg.SlabSize&(cfg.SlabSize-1) != 0 {
+		panic(fmt.Sprintf("arena: SlabSize %d is not a power of two from 16 KiB to 1 GiB", cfg.SlabSize))
+	}
+	if cfg.MinSlab == 0 {
+		cfg.MinSlab = min(minSlab, cfg.SlabSize)
+	}
+	if cfg.MinSlab < os.Getpagesize() || cfg.MinSlab > cfg.SlabSize || cfg.MinSlab&(cfg.MinSlab-1) != 0 {
+		panic(fmt.Sprintf("arena: MinSlab %d is not a power of two from the page size to SlabSize", cfg.MinSlab))
 	}
 	switch {
 	case cfg.RetainBytes == 0:
@@ -124,13 +136,13 @@ func New(cfg Config) *Arena {
 		maxClass: cfg.SlabSize / 8,
 		page:     os.Getpagesize(),
 		retain:   cfg.RetainBytes,
-		spare:    make([]*slab, 0, min(cfg.RetainBytes/minSlab, 64)),
+		spare:    make([]*slab, 0, min(cfg.RetainBytes/int64(cfg.MinSlab), 64)),
 	}
 	sizes := classSizes(a.maxClass)
 	a.classes = make([]class, len(sizes))
 	for i, size := range sizes {
 		c := &a.classes[i]
-		c.size, c.slabSize = size, slabFor(size, cfg.SlabSize)
+		c.size, c.slabSize = size, slabFor(size, cfg.MinSlab, cfg.SlabSize)
 		c.slots = c.slabSize / size
 		if poison {
 			c.q.init(min(int64(cfg.Quarantine), max(1, cfg.QuarantineBytes/int64(size))), cfg.QuarantineBytes)
@@ -158,6 +170,15 @@ type Slot struct {
 // takes from the arena. The bytes are valid until the slot is freed; the
 // caller must not read or write them afterwards (see the package doc).
 func (s Slot) Bytes() []byte { return s.b }
+
+// Wrap returns a Slot over memory the arena does not own (a heap slice, for
+// a caller that stores some bytes outside the arena behind the same type):
+// Bytes returns b, and Free ignores it.
+func Wrap(b []byte) Slot { return Slot{b: b} }
+
+// Owned reports whether the slot's memory is the arena's (not made by Wrap
+// and not the zero Slot).
+func (s Slot) Owned() bool { return s.s != nil }
 
 // RoundSize returns the bytes an allocation of n takes: the size of n's
 // class, or n rounded up to the page size above the largest class; 0 for

@@ -122,7 +122,7 @@ func TestClasses(t *testing.T) {
 		if j > 0 && float64(size-sizes[j-1]) > 0.125*float64(sizes[j-1])+0.5 {
 			t.Errorf("class %d: %d follows %d, more than 12.5%% apart", j, size, sizes[j-1])
 		}
-		slab := slabFor(size, slabSize)
+		slab := slabFor(size, minSlab, slabSize)
 		if slab/size < minSlots && slab < slabSize || slab < minSlab {
 			t.Errorf("class %d: slab of %d holds %d slots; want >= %d, or the largest slab", size, slab, slab/size, minSlots)
 		}
@@ -433,7 +433,9 @@ func TestMisuse(t *testing.T) {
 	mustPanic(t, "from another Arena", func() { b.Free(s) })
 	mustPanic(t, "Alloc(-1)", func() { a.Alloc(-1) })
 	mustPanic(t, "not a power of two", func() { New(Config{SlabSize: 100 << 10}) })
-	mustPanic(t, "not a power of two", func() { New(Config{SlabSize: 32 << 10}) })
+	mustPanic(t, "not a power of two", func() { New(Config{SlabSize: 8 << 10}) })
+	mustPanic(t, "not a power of two", func() { New(Config{SlabSize: 64 << 10, MinSlab: 128 << 10}) })
+	mustPanic(t, "not a power of two", func() { New(Config{MinSlab: 512}) })
 	a.Free(Slot{}) // does nothing
 
 	if err := a.Close(); err != nil {

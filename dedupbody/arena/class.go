@@ -7,17 +7,17 @@ import "math/bits"
 // the page size start on a page.
 const minClass = 64
 
-// minSlab is the smallest slab, and minSlots the fewest slots a slab
-// holds unless it is as large as Config.SlabSize.
+// minSlab is the default smallest slab (Config.MinSlab), and minSlots
+// the fewest slots a slab holds unless it is as large as Config.SlabSize.
 const (
 	minSlab  = 64 << 10
 	minSlots = 8
 )
 
 // slabFor returns the slab size for slots of size bytes: the smallest power
-// of two of at least minSlab that holds minSlots of them, capped at max.
-func slabFor(size, max int) int {
-	s := minSlab
+// of two of at least least that holds minSlots of them, capped at max.
+func slabFor(size, least, max int) int {
+	s := least
 	for s < max && s < minSlots*size {
 		s *= 2
 	}

@@ -16,8 +16,9 @@
 // # Slab layout
 //
 // A slab is one mapping cut into slots of one class, back to back from
-// offset 0. Its size is the smallest power of two of at least 64 KiB that
-// holds 8 slots, up to SlabSize: 64 KiB for classes up to 8 KiB, 1 MiB for
+// offset 0. Its size is the smallest power of two of at least MinSlab
+// (64 KiB by default) that holds 8 slots, up to SlabSize: with the defaults,
+// 64 KiB for classes up to 8 KiB, 1 MiB for
 // the largest. Small slabs for small classes keep the memory a class holds
 // beyond its live slots small: in a cache-like workload (log-normal sizes
 // around 4 KiB, random eviction at a 128 MiB budget) Mapped was 1.27 times
