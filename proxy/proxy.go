@@ -34,14 +34,15 @@ import (
 // Proxy is a caching reverse proxy. Make one with [New]; it is safe for
 // concurrent use. Close it when done.
 type Proxy struct {
-	cfg     Config
-	log     *slog.Logger
-	bodies  *dedupbody.Store
-	arena   *arena.Arena // where the bodies' bytes live (see package dedupbody)
-	headers *dedupbody.Store
-	store   *cachestore.Store
-	rp      *httputil.ReverseProxy
-	handler http.HandlerFunc // serve, behind the access log
+	cfg       Config
+	log       *slog.Logger
+	bodies    *dedupbody.Store
+	arena     *arena.Arena // where the bodies' bytes live (see package dedupbody)
+	templates templates    // the fast listener's shared header templates (fast.go)
+	headers   *dedupbody.Store
+	store     *cachestore.Store
+	rp        *httputil.ReverseProxy
+	handler   http.HandlerFunc // serve, behind the access log
 	// writeAccess writes one access log line (see newAccessWriter).
 	writeAccess func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration)
 	tr          *http.Transport
@@ -142,7 +143,7 @@ func New(cfg Config) (*Proxy, error) {
 		Stores:          []*dedupbody.Store{p.bodies, p.headers},
 		OnRelease:       p.index.released,
 		// The arena's free slots and slab tails: held, charged to no body.
-		Slack: p.arenaSlack,
+		Slack: p.slack,
 	})
 	if err != nil {
 		return nil, err
@@ -186,10 +187,16 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// arenaSlack is what the arena holds beyond the bodies' charged bytes:
-// free slots, slab tails and spare slabs. A poison build's quarantine (freed
-// slots held back to catch a use after free) is left out, so that tests
-// see the capacity a production build has.
+// slack is what the cache holds that no entry is charged for: the fast
+// listener's shared header templates, and what the arena holds beyond the
+// bodies' charged bytes (free slots, slab tails, spare slabs). A poison
+// build's quarantine (freed slots held back to catch a use after free) is
+// left out, so that tests see the capacity a production build has.
+func (p *Proxy) slack() int64 {
+	return p.templates.bytes.Load() + p.arenaSlack()
+}
+
+// arenaSlack is the arena's part of slack.
 func (p *Proxy) arenaSlack() int64 {
 	q := int64(0)
 	if arena.Poisoned() {
