@@ -72,8 +72,9 @@ func (e *Entry) Pin() bool {
 	}
 }
 
-// pins returns the number of pins held (a snapshot).
-func (e *Entry) pins() int { return int(e.state.Load() & pinMask >> pinShift) }
+// Pins returns the number of pins held (a snapshot, for tests and
+// diagnostics).
+func (e *Entry) Pins() int { return int(e.state.Load() & pinMask >> pinShift) }
 
 // setCost records the cost, keeping the cause, released and pin bits (a
 // caller breaking the one-Set-per-Entry rule must still be counted as a

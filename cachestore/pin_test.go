@@ -59,8 +59,8 @@ func TestPinUnpinWhileStored(t *testing.T) {
 		}
 		f.s.Unpin(e)
 	}
-	if e.pins() != 0 || f.bodies.Stats().Bodies != 1 {
-		t.Errorf("pins %d bodies %d; want 0 1", e.pins(), f.bodies.Stats().Bodies)
+	if e.Pins() != 0 || f.bodies.Stats().Bodies != 1 {
+		t.Errorf("pins %d bodies %d; want 0 1", e.Pins(), f.bodies.Stats().Bodies)
 	}
 	f.closeAndCheck()
 }

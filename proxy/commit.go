@@ -155,4 +155,5 @@ func hasValidator(h http.Header) bool {
 // upstream for hitForMissTTL.
 func (p *Proxy) markHitForMiss(f *fill) {
 	p.store.Set(f.hash, &cachestore.Entry{Key: keyString(f.host, f.uri), Flags: flagHitForMiss}, hitForMissTTL)
+	p.store.Wait() // the leader's client may ask again as soon as it has its answer
 }

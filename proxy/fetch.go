@@ -57,7 +57,9 @@ func newUpstreamClient(ctx context.Context, cfg Config) *upstreamClient {
 			if err != nil {
 				return nil, err
 			}
-			return u.track(c, cfg.ResponseHeaderTimeout, cfg.ReadTimeout), nil
+			// TLS may leave records (session tickets) on an idle
+			// connection: the peek for stray bytes is for plain TCP.
+			return u.track(c, cfg.ResponseHeaderTimeout, cfg.ReadTimeout, !tls), nil
 		},
 		// Fills are bounded by max_inflight (budget); a forward never
 		// uses this pool.
@@ -87,12 +89,12 @@ func retryFetch(_ *fasthttp.Request, attempts int, err error) (bool, bool) {
 		return false, false
 	}
 	return false, errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, errUnsolicited)
 }
 
 // track wraps a new upstream connection and records it for close.
-func (u *upstreamClient) track(c net.Conn, header, idle time.Duration) *upConn {
-	uc := &upConn{Conn: c, u: u, header: header, idle: idle}
+func (u *upstreamClient) track(c net.Conn, header, idle time.Duration, peek bool) *upConn {
+	uc := &upConn{Conn: c, u: u, header: header, idle: idle, peek: peek}
 	u.mu.Lock()
 	u.conns[uc] = struct{}{}
 	u.mu.Unlock()
@@ -113,57 +115,6 @@ func (u *upstreamClient) close() {
 	for _, c := range cs {
 		_ = c.Close()
 	}
-}
-
-// upConn is an upstream connection with the fetch engine's timeouts: after
-// a request is written, the first response byte must come within header
-// (upstream_timeouts.response_header), and then every silence is bounded
-// by idle (upstream_timeouts.read), so an upstream that stalls mid-body
-// cannot hold a fetch and its readers forever. fasthttp's own ReadTimeout
-// would bound the whole response, body included. A connection is used by
-// one exchange at a time.
-type upConn struct {
-	net.Conn
-	u            *upstreamClient
-	header, idle time.Duration
-	waiting      bool // a request was written and no response byte read yet
-	closeOnce    sync.Once
-}
-
-func (c *upConn) Write(b []byte) (int, error) {
-	c.waiting = true
-	return c.Conn.Write(b)
-}
-
-func (c *upConn) Read(b []byte) (int, error) {
-	d := c.idle
-	if c.waiting && c.header > 0 {
-		d = c.header
-	}
-	if d > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-			return 0, err
-		}
-	}
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.waiting = false
-	}
-	return n, err
-}
-
-// SetReadDeadline is ignored: the connection sets its own (see upConn).
-func (c *upConn) SetReadDeadline(time.Time) error { return nil }
-
-func (c *upConn) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		c.u.mu.Lock()
-		delete(c.u.conns, c)
-		c.u.mu.Unlock()
-		err = c.Conn.Close()
-	})
-	return err
 }
 
 // codedKey marks a fetch retried through ReverseProxy because its

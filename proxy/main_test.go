@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dedupcache/cachestore"
 )
 
 // TestMain fails the package if goroutines are left behind once every
@@ -69,6 +71,21 @@ func interestingGoroutines() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// settle waits until no stored entry is pinned: requests whose responses
+// the test has read may still be unpinning (on the fast listener, after the
+// write), and a purge frees what they pin only then.
+func settle(t *testing.T, p *Proxy) {
+	t.Helper()
+	eventually(t, func() bool {
+		pinned := false
+		p.store.Each(func(e *cachestore.Entry) bool {
+			pinned = e.Pins() > 0
+			return !pinned
+		})
+		return !pinned
+	}, func() string { return "entries still pinned after 2 s" })
 }
 
 // eventually waits up to 2 s for cond, then fails with msg(): for effects

@@ -154,7 +154,7 @@ func New(cfg Config) (*Proxy, error) {
 		DialContext: dialIdle((&net.Dialer{
 			Timeout:   cfg.DialTimeout,
 			KeepAlive: 30 * time.Second,
-		}).DialContext, cfg.ReadTimeout),
+		}).DialContext, cfg.ResponseHeaderTimeout, cfg.ReadTimeout),
 		MaxIdleConns:          cfg.MaxIdleConnsPerHost * 2,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       cfg.IdleConnTimeout,

@@ -11,7 +11,9 @@ import (
 )
 
 // PurgeResult is the JSON answer of /api/purge. FreedBytes counts the
-// bodies that left memory: a body still used by another entry is not freed.
+// bodies that left memory by the time the purge returned: a body still used
+// by another entry is not freed, and one a response being written is
+// reading goes when that response ends.
 type PurgeResult struct {
 	PurgedEntries int   `json:"purged_entries"`
 	FreedBytes    int64 `json:"freed_bytes"`

@@ -81,6 +81,7 @@ func TestPurge(t *testing.T) {
 		{"prefix=/ap", 5, int64(len("body of a"))},
 	}
 	for _, tt := range tests {
+		settle(t, p)
 		code, res := purge(t, p, tt.query)
 		if code != 200 || res.PurgedEntries != tt.purged || res.FreedBytes != tt.freed {
 			t.Errorf("%s: got %d %+v; want 200 {%d %d}", tt.query, code, res, tt.purged, tt.freed)
