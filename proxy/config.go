@@ -123,4 +123,11 @@ type Config struct {
 	// calls, so it must be quick and safe for concurrent use, and must not
 	// call the Proxy. Nil (the default) turns it off.
 	ObserveUpstream func(time.Duration)
+
+	// GoMemoryLimit is the Go runtime's soft memory limit the program set
+	// for this cache (0: none, or one the operator chose). Body bytes live
+	// in the arena, outside what that limit governs, so the proxy lowers
+	// the runtime's limit by what the arena maps, as it changes (every
+	// 100 ms), and the process as a whole stays near GoMemoryLimit.
+	GoMemoryLimit int64
 }

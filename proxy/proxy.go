@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ type Proxy struct {
 	// send succeeds only if one is waiting); fetcherWG counts them.
 	fetchers  chan func()
 	fetcherWG sync.WaitGroup
+	tunerWG   sync.WaitGroup // tuneMemoryLimit
 
 	counts      [numStatus]atomic.Int64
 	fills       fillCounts
@@ -182,6 +184,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.liveCfg.Store(&l)
 	// Always wrapped, since Reload can turn the access log on; off, it
 	// costs one atomic load per request.
+	if cfg.GoMemoryLimit > 0 {
+		p.tunerWG.Add(1)
+		go p.tuneMemoryLimit(cfg.GoMemoryLimit, cfg.GoMemoryLimit-cfg.MaxMemory)
+	}
 	p.writeAccess = p.newAccessWriter()
 	p.handler = p.accessLog(p.serve)
 	return p, nil
@@ -203,6 +209,27 @@ func (p *Proxy) arenaSlack() int64 {
 		q = p.arena.Stats().QuarantinedBytes
 	}
 	return max(0, p.arena.Mapped()-q-p.bodies.Bytes())
+}
+
+// tuneMemoryLimit keeps the runtime's memory limit at limit minus what
+// the arena maps (see Config.GoMemoryLimit), never below floor, until
+// Close.
+func (p *Proxy) tuneMemoryLimit(limit, floor int64) {
+	defer p.tunerWG.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	set := int64(-1)
+	for {
+		if want := max(limit-p.arena.Mapped(), floor); want < set-1<<20 || want > set+1<<20 {
+			debug.SetMemoryLimit(want)
+			set = want
+		}
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			return
+		}
+	}
 }
 
 // arenaConfig sizes the body arena for a cache of maxMemory bytes. Every
@@ -244,6 +271,7 @@ func (p *Proxy) Handler() http.Handler { return p.handler }
 // servers using the handlers must be shut down first.
 func (p *Proxy) Close() {
 	p.cancel()
+	p.tunerWG.Wait()
 	p.up.close() // a fetch waiting for a header ends now
 	p.bg.Wait()
 	p.fetcherWG.Wait()
