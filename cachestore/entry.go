@@ -13,13 +13,14 @@ type Entry struct {
 	// Key is the full cache key the entry was stored under. Store keys are
 	// 64-bit hashes of it; readers compare Key to rule out a collision.
 	Key string
-	// Vary, on a variant-index entry, lists the request fields that select
-	// the variant (empty on ordinary entries).
-	Vary string
 	// Header is a rendered header block shared through a dedupbody.Store.
 	Header dedupbody.Ref
 	// Body is the response body shared through a dedupbody.Store.
 	Body dedupbody.Ref
+	// Extra is what the user of the store keeps for this entry alone,
+	// beside the shared header block and body (nil: nothing). It is
+	// immutable once stored and charged at its Size.
+	Extra Extra
 
 	// Stored is when the response was received (unix nanoseconds).
 	Stored int64
@@ -115,7 +116,17 @@ func (e *Entry) markReleased() (ok, pinned bool) {
 
 // ownBytes is what the entry costs without its refs' bytes.
 func (e *Entry) ownBytes(overhead int64) int64 {
-	return overhead + int64(len(e.Key)) + int64(len(e.Vary))
+	n := overhead + int64(len(e.Key))
+	if e.Extra != nil {
+		n += e.Extra.Size()
+	}
+	return n
+}
+
+// Extra is per-entry data (see [Entry.Extra]).
+type Extra interface {
+	// Size is the heap the value takes, charged to its entry.
+	Size() int64
 }
 
 // Cost returns the bytes the entry was charged when stored.

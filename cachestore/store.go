@@ -12,7 +12,7 @@
 //
 // # Accounting
 //
-// An entry costs [Config.EntryOverhead] + len(Key) + len(Vary) plus the size
+// An entry costs [Config.EntryOverhead] + len(Key) + Extra.Size() plus the size
 // of each of its refs that is charged (see package dedupbody): a body shared
 // by n entries is charged to one of them. Bytes of bodies whose charged
 // entry left while others still refer to them are uncharged; the store lowers
@@ -33,8 +33,8 @@ import (
 	"dedupcache/dedupbody"
 )
 
-// DefaultEntryOverhead is the heap an entry costs beyond its key, its Vary
-// string and its refs' bytes: the Entry struct (112 B size class) plus
+// DefaultEntryOverhead is the heap an entry costs beyond its key, its Extra
+// and its refs' bytes: the Entry struct (112 B size class) plus
 // ristretto's per-key bookkeeping with a TTL (~131 B, measured on ristretto
 // v2: its map slot, policy counters and expiry bucket entry). TestEntryOverhead measures 246 B and
 // fails if this constant is more than 8 B below the measurement.
@@ -146,7 +146,7 @@ func (s *Store) Get(h uint64) (*Entry, bool) {
 // entry was handed to ristretto; false means it was released already.
 // Admission may still be refused later, and then e is released then.
 func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
-	cost := s.overhead + int64(len(e.Key)) + int64(len(e.Vary)) + e.Header.ChargedSize() + e.Body.ChargedSize()
+	cost := e.ownBytes(s.overhead) + e.Header.ChargedSize() + e.Body.ChargedSize()
 	e.setCost(cost)
 	s.entries.Add(1)
 	if e.Body.Body() != nil {

@@ -35,13 +35,14 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 		c.hdr["Etag"] = []string{fmt.Sprintf(`"dc-%016x"`, sum)}
 	}
 	var bodyRef dedupbody.Ref
+	v, _, _ := takeValidators(c.hdr)
 	if cap(body) <= len(body)+len(body)/8+64 {
 		// The fetch's buffer is close to its size class: the store keeps
 		// it as it is (readers still streaming from it read the same
 		// immutable bytes) instead of a copy.
-		bodyRef = p.bodies.Put(body, sum, nil)
+		bodyRef = p.bodies.Put(body, sum, validatorsAux(v))
 	} else {
-		bodyRef = p.bodies.PutCopy(body, sum, nil)
+		bodyRef = p.bodies.PutCopy(body, sum, validatorsAux(v))
 	}
 	primary := keyString(f.host, f.uri)
 	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
@@ -66,7 +67,7 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 // response.
 func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestore.Entry, http.Header) {
 	old := f.stale
-	oldHdr := blockHeader(old.Header.Body().Aux())
+	oldHdr := entryHeader(old)
 	if !policy.CanFreshen(oldHdr, resp.Header) {
 		return nil, nil
 	}
@@ -110,7 +111,7 @@ func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestor
 // when vary is given) with its surrogate keys, and makes it visible to the
 // next lookup.
 func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Freshness, tags []string, vary ...string) {
-	ttl := p.keepFor(fr, time.Duration(e.InitialAge)*time.Second, e.Header.Body())
+	ttl := p.keepFor(fr, time.Duration(e.InitialAge)*time.Second, e)
 	h := f.hash
 	if e.Key != primary {
 		h = keyHashString(e.Key)
@@ -126,7 +127,7 @@ func (p *Proxy) put(f *fill, e *cachestore.Entry, primary string, fr policy.Fres
 		// The index outlives any one variant (each store renews it): an
 		// index that expired first would hide variants still fresh. An
 		// index left without variants only costs a vary-miss lookup.
-		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Vary: strings.Join(vary, ",")}, max(ttl, varyIndexTTL))
+		p.store.Set(f.hash, &cachestore.Entry{Key: primary, Extra: varyIndex(strings.Join(vary, ","))}, max(ttl, varyIndexTTL))
 	}
 	// New keys reach ristretto's map asynchronously: wait, so that the
 	// next request for the key finds it.

@@ -46,7 +46,18 @@ func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
 // body's Content-Length and goes to the header store.
 func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
 	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	block := renderHeader(hdr)
+	v, etag, lm := takeValidators(hdr)
+	var block []byte
+	switch {
+	case etag && lm:
+		block = renderHeader(hdr, "Etag", "Last-Modified")
+	case etag:
+		block = renderHeader(hdr, "Etag")
+	case lm:
+		block = renderHeader(hdr, "Last-Modified")
+	default:
+		block = renderHeader(hdr)
+	}
 	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
 	date := respTime
 	if d, err := http.ParseTime(respHdr.Get("Date")); err == nil {
@@ -62,7 +73,7 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 	if fr.Heuristic {
 		flags |= flagHeuristic
 	}
-	return &cachestore.Entry{
+	e := &cachestore.Entry{
 		Key:             key,
 		Header:          hdrRef,
 		Body:            body,
@@ -75,17 +86,19 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 		StaleRevalidate: seconds(fr.StaleWhileRevalidate),
 		StaleError:      seconds(fr.StaleIfError),
 	}
+	e.Extra = entryExtra(v, body)
+	return e
 }
 
 // keepFor is how long an entry stays in the store: while it is fresh,
 // while stale content may still be served from it, and, when it has
 // validators, a while longer so it can be revalidated instead of refetched.
-func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, hdr *dedupbody.Body) time.Duration {
+func (p *Proxy) keepFor(fr policy.Freshness, initialAge time.Duration, e *cachestore.Entry) time.Duration {
 	stale := max(fr.StaleWhileRevalidate, fr.StaleIfError, p.live().Grace)
 	if fr.MustRevalidate {
 		stale = 0
 	}
-	if h := blockOf(hdr.Aux()); h.get("Etag") != "" || h.get("Last-Modified") != "" {
+	if etag, lm := entryValidators(e); etag != "" || lm != "" {
 		stale = max(stale, p.live().Keep)
 	}
 	return max(fr.Lifetime-initialAge+stale, time.Second)
@@ -108,3 +121,141 @@ func seconds(d time.Duration) int32 {
 func entryFields(e *cachestore.Entry) blockFields {
 	return blockOf(e.Header.Body().Aux())
 }
+
+// validators are a stored response's ETag and Last-Modified, kept in its
+// entry (cachestore.Entry.Extra) rather than in its header block. They
+// differ per representation: blocks that held them were unique per body,
+// and when every body differs a unique block (its bytes, parsed fields and
+// dedupbody bookkeeping, ~550 B) was half a key's heap. Without them, the
+// keys whose responses have the same other fields share one block, and a
+// key keeps ~80 B of its own here. A field with more than one value stays
+// in the block.
+type validators struct {
+	v [2]string // ETag, Last-Modified; "" when absent
+}
+
+// Size implements cachestore.Extra: the struct and the one string both
+// values are views of.
+func (v *validators) Size() int64 { return 32 + 16 + int64(len(v.v[0])+len(v.v[1])) }
+
+// etag returns the ETag as a field value slice (full: append reallocates),
+// nil when absent.
+func (v *validators) etag() []string {
+	if v.v[0] == "" {
+		return nil
+	}
+	return v.v[0:1:1]
+}
+
+// lastModified is etag's counterpart for Last-Modified.
+func (v *validators) lastModified() []string {
+	if v.v[1] == "" {
+		return nil
+	}
+	return v.v[1:2:2]
+}
+
+// takeValidators returns the single-valued ETag and Last-Modified of hdr
+// as validators (nil when there are none to take) and whether each was
+// taken.
+func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
+	et, l := hdr["Etag"], hdr["Last-Modified"]
+	etag, lm = len(et) == 1 && et[0] != "", len(l) == 1 && l[0] != ""
+	if !etag && !lm {
+		return nil, false, false
+	}
+	var a, b string
+	if etag {
+		a = et[0]
+	}
+	if lm {
+		b = l[0]
+	}
+	s := a + b // one allocation for both
+	return &validators{v: [2]string{s[:len(a)], s[len(a):]}}, etag, lm
+}
+
+// entryValidators returns the ETag and Last-Modified of a stored response
+// ("" when absent), wherever the entry keeps them.
+func entryValidators(e *cachestore.Entry) (etag, lm string) {
+	if v := validatorsOf(e); v != nil {
+		etag, lm = v.v[0], v.v[1]
+	}
+	if etag == "" || lm == "" {
+		f := entryFields(e)
+		if etag == "" {
+			etag = f.get("Etag")
+		}
+		if lm == "" {
+			lm = f.get("Last-Modified")
+		}
+	}
+	return etag, lm
+}
+
+// entryHeader returns the fields of a stored response as a new http.Header
+// (validators included) whose value slices are shared (full: append
+// reallocates). For the miss and revalidation paths.
+func entryHeader(e *cachestore.Entry) http.Header {
+	h := blockHeader(e.Header.Body().Aux())
+	if v := validatorsOf(e); v != nil && h != nil {
+		if et := v.etag(); et != nil {
+			h["Etag"] = et
+		}
+		if lm := v.lastModified(); lm != nil {
+			h["Last-Modified"] = lm
+		}
+	}
+	return h
+}
+
+// bodyValidators are validators owned by a body (its dedupbody aux value,
+// see validatorsAux) and shared by the entries whose responses carry that
+// body with the same validators, the usual case: an entry holding them
+// costs nothing more (Size 0; the body was charged for them).
+type bodyValidators struct{ v *validators }
+
+// Size implements cachestore.Extra.
+func (bodyValidators) Size() int64 { return 0 }
+
+// validatorsOf returns an entry's validators, nil if it keeps none.
+func validatorsOf(e *cachestore.Entry) *validators {
+	switch x := e.Extra.(type) {
+	case *validators:
+		return x
+	case bodyValidators:
+		return x.v
+	}
+	return nil
+}
+
+// validatorsAux is the body store's aux function for a new body stored
+// for a response with validators v: the body keeps them, for the entries
+// that share it (see entryExtra). nil when v is.
+func validatorsAux(v *validators) func([]byte) (any, int64) {
+	if v == nil {
+		return nil
+	}
+	return func([]byte) (any, int64) { return v, v.Size() }
+}
+
+// entryExtra is the Extra of an entry for a response with validators v and
+// body: the body's validators when they are equal, else v's own.
+func entryExtra(v *validators, body dedupbody.Ref) cachestore.Extra {
+	if v == nil {
+		return nil
+	}
+	if b := body.Body(); b != nil {
+		if bv, ok := b.Aux().(*validators); ok && bv.v == v.v {
+			return bodyValidators{bv}
+		}
+	}
+	return v
+}
+
+// varyIndex is a Vary index entry's Extra: the request fields that select
+// the variant, comma-separated.
+type varyIndex string
+
+// Size implements cachestore.Extra.
+func (v varyIndex) Size() int64 { return 16 + int64(len(v)) }

@@ -271,7 +271,7 @@ var (
 func (p *Proxy) fastSpecial(ctx *fasthttp.RequestCtx, e *cachestore.Entry, f *fastFields, head bool) {
 	rh := &ctx.Response.Header
 	body := e.Body.Bytes()
-	sp := specialFor(f, int(e.Status), entryFields(e), int64(len(body)))
+	sp := specialFor(f, int(e.Status), e, int64(len(body)))
 	switch sp.code {
 	case http.StatusNotModified:
 		for _, k := range notModifiedDrop {
@@ -337,6 +337,14 @@ func (p *Proxy) writeFastHit(ctx *fasthttp.RequestCtx, e *cachestore.Entry, age 
 	}
 	if len(t.lastModified) > 0 {
 		rh.AddBytesKV(lastModifiedKey, t.lastModified)
+	}
+	if v := validatorsOf(e); v != nil {
+		if v.v[0] != "" {
+			rh.AddBytesKV(etagKey, s2b(v.v[0]))
+		}
+		if v.v[1] != "" {
+			rh.AddBytesKV(lastModifiedKey, s2b(v.v[1]))
+		}
 	}
 	rh.SetStatusCode(int(e.Status))
 	copy(rh.PeekCanonical(dateKey), p.dates.get(e.Date)[0])

@@ -36,10 +36,14 @@ func storedHeader(h http.Header, strip []string) http.Header {
 
 // renderHeader renders h as sorted "Name: value\r\n" lines: the stored,
 // shareable form of a header (identical headers give identical blocks).
-func renderHeader(h http.Header) []byte {
+// Fields named in skip are left out.
+func renderHeader(h http.Header, skip ...string) []byte {
 	keys := make([]string, 0, len(h))
 	n := 0
 	for k, vs := range h {
+		if slices.Contains(skip, k) {
+			continue
+		}
 		keys = append(keys, k)
 		for _, v := range vs {
 			n += len(k) + len(v) + 4

@@ -69,11 +69,11 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 // setValidators adds the stored response's validators to an outbound
 // request (RFC 9111 §4.3.1).
 func setValidators(h http.Header, e *cachestore.Entry) {
-	hdr := entryFields(e)
-	if etag := hdr.get("Etag"); etag != "" && e.Flags&flagSynthETag == 0 {
+	etag, lm := entryValidators(e)
+	if etag != "" && e.Flags&flagSynthETag == 0 {
 		h.Set("If-None-Match", etag)
 	}
-	if lm := hdr.get("Last-Modified"); lm != "" {
+	if lm != "" {
 		h.Set("If-Modified-Since", lm)
 	}
 }

@@ -156,6 +156,7 @@ func (p *Proxy) soften(h uint64, e *cachestore.Entry) {
 		Key:             e.Key,
 		Header:          p.headers.Put(e.Header.Bytes(), e.Header.Body().Hash(), parseBlock),
 		Body:            p.bodies.Put(e.Body.Bytes(), e.Body.Body().Hash(), nil),
+		Extra:           e.Extra, // immutable: shared
 		Stored:          p.now().UnixNano(),
 		Date:            e.Date,
 		Status:          e.Status,
@@ -163,7 +164,7 @@ func (p *Proxy) soften(h uint64, e *cachestore.Entry) {
 		StaleRevalidate: e.StaleRevalidate,
 		StaleError:      e.StaleError,
 	}
-	ttl := p.keepFor(entryFreshness(ne), 0, ne.Header.Body())
+	ttl := p.keepFor(entryFreshness(ne), 0, ne)
 	tags := p.index.tagsOf(e)
 	primary, _, _ := strings.Cut(e.Key, "\x00")
 	host, _, _ := strings.Cut(primary, " ")

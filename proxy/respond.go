@@ -23,12 +23,20 @@ func (p *Proxy) serveEntry(w http.ResponseWriter, r *http.Request, e *cachestore
 	for i := range hdr {
 		h[hdr[i].name] = hdr[i].values
 	}
+	if v := validatorsOf(e); v != nil {
+		if et := v.etag(); et != nil {
+			h["Etag"] = et
+		}
+		if lm := v.lastModified(); lm != nil {
+			h["Last-Modified"] = lm
+		}
+	}
 	h["Date"] = p.dates.get(e.Date)
 	h["Age"] = ageValue(age)
 	h["X-Cache"] = xCache[st]
 	h["Cache-Status"] = cs
 	if len(r.Header["If-None-Match"]) > 0 || len(r.Header["If-Modified-Since"]) > 0 || len(r.Header["Range"]) > 0 {
-		if p.serveSpecial(w, r, e, hdr) {
+		if p.serveSpecial(w, r, e) {
 			return
 		}
 	}
@@ -53,12 +61,12 @@ type special struct {
 }
 
 // specialFor decides the answer to a conditional or Range request from a
-// fresh stored response with the given status, fields and body size:
+// fresh stored response with the given status, entry and body size:
 // 304 when its validators match (RFC 9111 §4.3.2), 206 for one satisfiable
 // range whose If-Range matches, 416 for an unsatisfiable one, else the
 // whole response (invalid or multi-range included, RFC 9110 §14.2).
-func specialFor(req policy.Fields, status int, hdr blockFields, size int64) special {
-	etag, lm := hdr.get("Etag"), hdr.get("Last-Modified")
+func specialFor(req policy.Fields, status int, e *cachestore.Entry, size int64) special {
+	etag, lm := entryValidators(e)
 	if (status == http.StatusOK || status == http.StatusNoContent) && policy.NotModified(req, etag, lm) {
 		return special{code: http.StatusNotModified}
 	}
@@ -95,9 +103,9 @@ func (s special) contentRange() string {
 // serveSpecial answers a conditional or Range request from a stored
 // response, once the header is filled in. It reports whether it wrote the
 // response.
-func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachestore.Entry, hdr blockFields) bool {
+func (p *Proxy) serveSpecial(w http.ResponseWriter, r *http.Request, e *cachestore.Entry) bool {
 	body := e.Body.Bytes()
-	sp := specialFor(r.Header, int(e.Status), hdr, int64(len(body)))
+	sp := specialFor(r.Header, int(e.Status), e, int64(len(body)))
 	h := w.Header()
 	switch sp.code {
 	case http.StatusNotModified:

@@ -166,8 +166,8 @@ func (p *Proxy) lookup(hdr policy.Fields, host, uri string, h uint64) (*cachesto
 	if !ok || !keyIs(e.Key, host, uri) {
 		return nil, "uri-miss" // absent, or a 64-bit hash collision
 	}
-	if e.Vary != "" {
-		if e, ok = p.variant(e, hdr); !ok {
+	if vi, isIndex := e.Extra.(varyIndex); isIndex {
+		if e, ok = p.variant(e, string(vi), hdr); !ok {
 			return nil, "vary-miss"
 		}
 	}
@@ -178,11 +178,11 @@ func (p *Proxy) lookup(hdr policy.Fields, host, uri string, h uint64) (*cachesto
 // Most real responses vary (Vary: Accept-Encoding above all), so this is
 // on the hit path too: the variant key is built in a stack buffer and
 // compared without making a string.
-func (p *Proxy) variant(index *cachestore.Entry, hdr policy.Fields) (*cachestore.Entry, bool) {
+func (p *Proxy) variant(index *cachestore.Entry, vary string, hdr policy.Fields) (*cachestore.Entry, bool) {
 	var buf [256]byte
 	vk := append(buf[:0], index.Key...)
 	vk = append(vk, 0)
-	vk = policy.AppendVaryKey(vk, p.varyNames(index.Vary), hdr)
+	vk = policy.AppendVaryKey(vk, p.varyNames(vary), hdr)
 	e, ok := p.store.Get(xxhash.Sum64(vk))
 	if !ok || e.Key != string(vk) {
 		return nil, false

@@ -87,7 +87,7 @@ func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []st
 	// Copies: the tier uploads after this returns, and the entry's bytes
 	// may be freed by then (bodies live in the arena).
 	sh.Put(e.Key, f.sharedToken, varyOf, vary, SharedEntry{
-		Status: int(e.Status), Header: bytes.Clone(e.Header.Bytes()), Body: bytes.Clone(e.Body.Bytes()),
+		Status: int(e.Status), Header: sharedBlock(e), Body: bytes.Clone(e.Body.Bytes()),
 		Stored: e.Stored, Date: e.Date, Flags: e.Flags &^ (flagIndexed | flagFromShared),
 		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
 		Tags: tags,
@@ -121,11 +121,12 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		}
 		f.sharedToken = token
 	}
+	block, v := splitBlock(se.Header)
 	e := &cachestore.Entry{
 		Key: key,
 		// Copies: the tier's slices may alias its client's buffers.
-		Header:          p.headers.PutCopy(se.Header, dedupbody.Sum(se.Header), parseBlock),
-		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), nil),
+		Header:          p.headers.PutCopy(block, dedupbody.Sum(block), parseBlock),
+		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), validatorsAux(v)),
 		Stored:          se.Stored,
 		Date:            se.Date,
 		Status:          int32(se.Status),
@@ -135,6 +136,7 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		StaleRevalidate: se.StaleRevalidate,
 		StaleError:      se.StaleError,
 	}
+	e.Extra = entryExtra(v, e.Body)
 	if entryFields(e) == nil {
 		e.Header.Release()
 		e.Body.Release()
@@ -175,4 +177,38 @@ func (p *Proxy) sharedHit(s *stream, f *fill, e *cachestore.Entry) bool {
 	p.streams.forget(s)
 	s.decided(kindEntry)
 	return true
+}
+
+// sharedBlock is the header block an entry is written to the shared tier
+// with: a copy of its block with its validators (see validators) added, so
+// that the tier holds whole responses.
+func sharedBlock(e *cachestore.Entry) []byte {
+	b := bytes.Clone(e.Header.Bytes())
+	if v := validatorsOf(e); v != nil {
+		if v.v[0] != "" {
+			b = append(append(append(b, "Etag: "...), v.v[0]...), "\r\n"...)
+		}
+		if v.v[1] != "" {
+			b = append(append(append(b, "Last-Modified: "...), v.v[1]...), "\r\n"...)
+		}
+	}
+	return b
+}
+
+// splitBlock takes a single-valued ETag and Last-Modified out of a block
+// read from the shared tier (see sharedBlock), as newEntry does: it returns
+// the block without them (block itself when there are none) and them.
+func splitBlock(block []byte) ([]byte, *validators) {
+	aux, _ := parseBlock(block)
+	h := blockHeader(aux)
+	v, etag, lm := takeValidators(h)
+	switch {
+	case etag && lm:
+		return renderHeader(h, "Etag", "Last-Modified"), v
+	case etag:
+		return renderHeader(h, "Etag"), v
+	case lm:
+		return renderHeader(h, "Last-Modified"), v
+	}
+	return block, nil
 }
