@@ -12,8 +12,10 @@
 #   N=20000 REPS=1 bench/fullcache.sh        # a quick look
 #   SMALL=64MiB bench/fullcache.sh
 #   OURS_BIN=/path/to/other/dedupcache bench/fullcache.sh   # another build (A/B)
+#   OURS_ENV="GOGC=50" TAG=full-cache-gogc50 bench/fullcache.sh   # ours under another GC setting
 #
-# Output: a Markdown table on stdout and bench/results/full-cache.{md,tsv}.
+# Output: a Markdown table on stdout and bench/results/$TAG.{md,tsv} (TAG
+# defaults to full-cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
@@ -51,14 +53,16 @@ await_port() {
   return 1
 }
 
-TSV=$OUT/full-cache.tsv
+TAG=${TAG:-full-cache}
+TSV=$OUT/$TAG.tsv
 printf "round\tmax_memory\tn\tseconds\tcpu_seconds\tcpu_us_per_miss\tpeak_rss_mib\trss_bound_mib\terrors\n" > "$TSV"
 for r in $(seq "$REPS"); do
   for mem in "$SMALL" "$LARGE"; do
     taskset -c 0 bench/bin/origin -listen "127.0.0.1:$PORT" -n "$N" -k "$N" -size "$SIZE" > /dev/null 2>&1 &
     opid=$!
     await_port "$PORT"
-    taskset -c 0 "$OURS" -listen "127.0.0.1:$((PORT + 5))" -upstream "http://127.0.0.1:$PORT" \
+    # shellcheck disable=SC2086 # OURS_ENV is a list of VAR=value words
+    taskset -c 0 env ${OURS_ENV:-} "$OURS" -listen "127.0.0.1:$((PORT + 5))" -upstream "http://127.0.0.1:$PORT" \
       -admin 127.0.0.1:0 -max-memory "$mem" -log-level warn > /dev/null 2>&1 &
     ppid=$!
     await_port $((PORT + 5))
@@ -90,8 +94,8 @@ for r in $(seq "$REPS"); do
   done
 done
 
-MD=$OUT/full-cache.md
-awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v size="$SIZE" '
+MD=$OUT/$TAG.md
+awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v size="$SIZE" -v env="${OURS_ENV:-}" '
   NR == 1 { next }
   { cpu[$2] = cpu[$2] " " $6; rss[$2] = (rss[$2] > $7 ? rss[$2] : $7); bound[$2] = $8; err[$2] += $9; secs[$2] = secs[$2] " " $4 }
   function median(s,   a, k, i, j, t) {
@@ -102,5 +106,5 @@ awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v size="$SIZE" '
   END {
     printf "| max_memory | proxy CPU per miss, µs (median) | rounds | wall seconds (median) | peak VmRSS MiB | bound 1.1 x max_memory + 16 MiB | errors |\n|---|---|---|---|---|---|---|\n"
     for (m in cpu) printf "| %s | %.1f | %s | %s | %.1f | %s | %d |\n", m, median(cpu[m]), cpu[m], median(secs[m]), rss[m], bound[m], err[m]
-    printf "\nCPU per miss, full (%s) / empty (%s): **%.2fx**. N=%d distinct %d-byte objects, bench/warm -c 8, ours started fresh each round.\n", small, large, median(cpu[small]) / median(cpu[large]), n, size
+    printf "\nCPU per miss, full (%s) / empty (%s): **%.2fx**. N=%d distinct %d-byte objects, bench/warm -c 8, ours started fresh each round%s.\n", small, large, median(cpu[small]) / median(cpu[large]), n, size, (env == "" ? "" : ", environment " env)
   }' "$TSV" | tee "$MD"
