@@ -673,7 +673,7 @@ type server interface {
 // proxyServer returns the proxy listener's server for the configured engine.
 func proxyServer(c config.Server, p *proxy.Proxy, logger *slog.Logger) server {
 	if c.Engine == config.EngineNetHTTP {
-		return newServer(c, p.Handler(), logger)
+		return netHTTPServer{newServer(c, p.Handler(), logger)}
 	}
 	return fastServer{p.FastServer(proxy.FastLimits{
 		ReadHeader:     time.Duration(c.ReadHeaderTimeout),
@@ -683,6 +683,16 @@ func proxyServer(c config.Server, p *proxy.Proxy, logger *slog.Logger) server {
 		MaxHeaderBytes: int(c.MaxHeaderBytes),
 		MaxBodyBytes:   int(c.MaxRequestBody),
 	})}
+}
+
+// netHTTPServer is Go's server on the proxy listener: its connections go
+// through proxy.NetHTTPListener, which refuses the framing Go's server
+// would let through (an HTTP/1.0 request with Transfer-Encoding).
+type netHTTPServer struct{ *http.Server }
+
+// Serve implements server.
+func (s netHTTPServer) Serve(ln net.Listener) error {
+	return s.Server.Serve(proxy.NetHTTPListener(ln))
 }
 
 // fastServer adapts a fasthttp server to [server].

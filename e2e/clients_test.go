@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -252,14 +251,13 @@ func TestClientSlowBody(t *testing.T) {
 			const readTimeout = time.Second
 			o, _, addr := startClientPair(t, engine, fmt.Sprintf("  read_timeout: %q\n  read_header_timeout: \"500ms\"\n", readTimeout))
 			rows := []struct {
-				name  string
-				head  string
-				send  func(net.Conn) // what follows the head, until the connection fails
-				bugOn string         // the engine on which bugSlowClientBody makes the row fail
+				name string
+				head string
+				send func(net.Conn) // what follows the head, until the connection fails
 			}{
 				{"Content-Length, stalled", "Content-Length: 100", func(c net.Conn) {
 					io.WriteString(c, strings.Repeat("a", 10))
-				}, "net/http"},
+				}},
 				{"Content-Length, trickling", "Content-Length: 100", func(c net.Conn) {
 					for range 100 {
 						if _, err := io.WriteString(c, "a"); err != nil {
@@ -267,10 +265,10 @@ func TestClientSlowBody(t *testing.T) {
 						}
 						time.Sleep(100 * time.Millisecond)
 					}
-				}, "net/http"},
+				}},
 				{"chunked, stalled", "Transfer-Encoding: chunked", func(c net.Conn) {
 					io.WriteString(c, "5\r\nhello\r\n")
-				}, ""},
+				}},
 				{"chunked, trickling", "Transfer-Encoding: chunked", func(c net.Conn) {
 					for range 100 {
 						if _, err := io.WriteString(c, "1\r\na\r\n"); err != nil {
@@ -278,14 +276,10 @@ func TestClientSlowBody(t *testing.T) {
 						}
 						time.Sleep(100 * time.Millisecond)
 					}
-				}, ""},
+				}},
 			}
 			var wg sync.WaitGroup
 			for i, row := range rows {
-				if row.bugOn == engine && os.Getenv("DEDUPCACHE_E2E_KNOWN_BUGS") == "" {
-					t.Run(row.name, func(t *testing.T) { knownBug(t, bugSlowClientBody) })
-					continue
-				}
 				wg.Go(func() {
 					path := fmt.Sprintf("/echo/slow-body-%d", i)
 					conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -431,8 +425,6 @@ var clientSmuggleRows = []struct {
 	// pipelined: when processed, the tail is a request of its own (the
 	// fold replaced by SP, as RFC 9112 §5.2 allows), answered and forwarded.
 	pipelined bool
-	// bugOn names the engine on which a known bug (bug) makes the row fail.
-	bugOn, bug string
 }{
 	// RFC 9110 §8.6: identical values may be taken as one.
 	{name: "Content-Length twice, same value", raw: "POST {P} HTTP/1.1\r\nHost: {H}\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", want: []int{400}, processed: true, bodyLen: 5},
@@ -448,10 +440,8 @@ var clientSmuggleRows = []struct {
 	{name: "Transfer-Encoding xchunked", raw: "POST {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501}},
 	{name: "Transfer-Encoding chunked, identity", raw: "POST {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501}},
 	// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
-	{name: "HTTP/1.0 with Transfer-Encoding", raw: "POST {P} HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501}, processed: true, bodyLen: 0,
-		bugOn: "net/http", bug: bugHTTP10TransferEncoding},
-	{name: "HTTP/1.0 with Transfer-Encoding and Content-Length", raw: "POST {P} HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\nContent-Length: {N}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501},
-		bugOn: "net/http", bug: bugHTTP10TransferEncoding},
+	{name: "HTTP/1.0 with Transfer-Encoding", raw: "POST {P} HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501}},
+	{name: "HTTP/1.0 with Transfer-Encoding and Content-Length", raw: "POST {P} HTTP/1.0\r\nHost: {H}\r\nConnection: keep-alive\r\nContent-Length: {N}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{T}", want: []int{400, 501}},
 	{name: "chunks with bare LF", raw: "POST {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n{T}", want: []int{400}, processed: true, bodyLen: 5},
 	{name: "control: chunk extension", raw: "POST {P} HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n", processed: true, bodyLen: 5},
 }
@@ -469,9 +459,6 @@ func TestClientSmuggling(t *testing.T) {
 			o, _, addr := startClientPair(t, engine, "")
 			for i, row := range clientSmuggleRows {
 				t.Run(row.name, func(t *testing.T) {
-					if row.bugOn == engine {
-						knownBug(t, row.bug)
-					}
 					path := fmt.Sprintf("/echo/smuggle-%d", i)
 					tail := "GET " + path + "/smuggled HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
 					raw := strings.NewReplacer("{P}", path, "{H}", addr, "{T}", tail).Replace(row.raw)

@@ -131,21 +131,6 @@ type faultOutcome struct {
 	origin  int // requests the origin saw for the path
 }
 
-// Known bugs of the proxy these tests reproduce; a test or case that
-// names one is skipped unless DEDUPCACHE_E2E_KNOWN_BUGS is set.
-const (
-	bugSlowClientBody = "on the net/http engine a request body with a Content-Length that stalls past " +
-		"server.read_timeout while it is forwarded gets either a 504 \"upstream timed out\" (the client " +
-		"connection's read timeout, surfacing from the Transport's body copy, is taken for the upstream's: logged " +
-		"as an upstream error and counted in upstream_errors) or an empty 200 with neither X-Cache nor Cache-Status " +
-		"(the read error cancels the request's context, errorHandler takes it for a client that went away and " +
-		"writes nothing); want 408 or 400 (chunked bodies get 400, the fasthttp engine 408)"
-	bugHTTP10TransferEncoding = "on the net/http engine an HTTP/1.0 request with Transfer-Encoding is processed " +
-		"as if it had none (Go's server ignores the field in HTTP/1.0; its body is framed by Content-Length, or empty) " +
-		"and the connection is kept alive, the bytes after that read as the next request (RFC 9112 §6.1: treat the " +
-		"framing as faulty and close the connection after the message)"
-)
-
 // knownBug skips t unless DEDUPCACHE_E2E_KNOWN_BUGS is set.
 func knownBug(t *testing.T, bug string) {
 	t.Helper()

@@ -40,6 +40,7 @@ type fill struct {
 	stream   *stream             // the fetch's stream
 	pinned   []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
 	in       *http.Request       // the fetch's inbound request
+	body     *clientBody         // the client's request body, when forwarded with one
 }
 
 // varyIndexTTL is the least time a Vary index entry is kept.

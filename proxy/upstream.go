@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -26,10 +27,22 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
 		// (RFC 9112 §6.3), so that nothing sent after its body is read as
 		// another request.
 		w.Header().Set("Connection", "close")
-		var ok bool
-		if r, ok = readAhead(w, r); !ok {
+		var err error
+		if r, err = readAhead(r); err != nil {
+			p.clientBodyError(w, r, f, err)
 			return
 		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Watched as the Transport reads it: a body its client fails to
+		// send (too slow, cut off) is the client's error, not the
+		// upstream's (see errorHandler).
+		b, ok := r.Body.(*clientBody)
+		if !ok {
+			b = newClientBody(r.Body, r.Body)
+			r.Body = b
+		}
+		f.body = b
 	}
 	f.method = r.Method
 	f.post = isCachedPOST(r)
@@ -49,20 +62,23 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *fill) {
 // allows), and its readers answer.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	f, _ := r.Context().Value(fillKey{}).(*fill)
+	if f != nil && f.body != nil {
+		// The client's request body failed first (the Transport reports
+		// that read error as its own, or net/http's server cancels the
+		// request's context on it): 408 or 400, whatever err says. A
+		// canceled context waits for the Transport's read in progress,
+		// which a failed connection ends at once.
+		if berr := f.body.failure(r.Context().Err() != nil); berr != nil {
+			p.clientBodyError(w, r, f, berr)
+			return
+		}
+	}
 	if f != nil && f.stream == nil && r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		return // the client went away; nobody to answer
 	}
 	status, msg := http.StatusBadGateway, "upstream unavailable"
-	var ne interface{ Timeout() bool } // net.Error, and fasthttp's ErrTimeout
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, msg = http.StatusGatewayTimeout, "upstream timed out"
-	}
-	if rb, ok := r.Body.(*clientBody); ok && rb.err != nil {
-		// The client's request body was malformed (bad chunk framing) or
-		// cut off: its fault, not the upstream's.
-		w.Header().Set("Connection", "close")
-		http.Error(w, "malformed request body", http.StatusBadRequest)
-		return
 	}
 	p.fills.upstream5.Add(1)
 	now := p.now()
@@ -134,48 +150,115 @@ func (p *Proxy) upstreamDone(f *fill, status int, now time.Time) {
 	}
 }
 
+// clientBodyError answers a request whose body could not be read from
+// its client (err): 408 when the client was too slow (server.read_timeout
+// passed), 400 when the body was malformed (bad chunk framing) or cut
+// off. It is the client's failure, not the upstream's: not counted or
+// logged as an upstream error, and the connection is closed (what the
+// client sent after the part read cannot be framed).
+func (p *Proxy) clientBodyError(w http.ResponseWriter, r *http.Request, f *fill, err error) {
+	status, msg, detail := http.StatusBadRequest, "malformed request body", "request-body-error"
+	if isTimeout(err) {
+		status, msg, detail = http.StatusRequestTimeout, "request body timed out", "request-body-timeout"
+	}
+	st, fwd := StatusBypass, "request"
+	if f != nil {
+		st, fwd = f.status, f.fwd
+	}
+	p.counts[st].Add(1)
+	h := w.Header()
+	h["X-Cache"] = xCache[st]
+	h.Set("Cache-Status", cacheName+"; fwd="+fwd+"; detail="+detail)
+	h.Set("Connection", "close")
+	p.log.Debug("request body failed", "method", r.Method, "uri", r.URL.RequestURI(), "status", status, "err", err)
+	http.Error(w, msg, status)
+}
+
+// isTimeout reports whether err is a timeout: a net.Error's, or
+// fasthttp's ErrTimeout.
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // readAheadMax is how much of a chunked request body is read, and checked,
 // before anything is sent upstream.
 const readAheadMax = 64 << 10
 
 // readAhead reads up to readAheadMax of a chunked request body before the
 // request goes upstream, so that a body with broken framing (a bad chunk
-// size) gets a 400 and never reaches the origin. A longer body is checked
-// as it streams (see clientBody). It reports false when it answered.
-func readAhead(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+// size) or that its client fails to send in time is refused (see
+// clientBodyError) and never reaches the origin. A longer body is checked
+// as it streams (see clientBody). A read error is returned.
+func readAhead(r *http.Request) (*http.Request, error) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return r, true
+		return r, nil
 	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, readAheadMax+1))
 	if err != nil {
-		http.Error(w, "malformed request body: "+err.Error(), http.StatusBadRequest)
-		return r, false
+		return r, err
 	}
 	r2 := r.Clone(r.Context())
 	if len(head) <= readAheadMax {
 		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(head)), int64(len(head))
 		r2.TransferEncoding = nil
-		return r2, true
+		return r2, nil
 	}
-	r2.Body = &clientBody{r: io.MultiReader(bytes.NewReader(head), r.Body), c: r.Body}
-	return r2, true
+	r2.Body = newClientBody(io.MultiReader(bytes.NewReader(head), r.Body), r.Body)
+	return r2, nil
 }
 
+// clientBodyWait bounds how long errorHandler waits for a read of a
+// client's body in progress when the request's context is canceled (a
+// failed connection ends it at once).
+const clientBodyWait = 250 * time.Millisecond
+
 // clientBody is a client's request body that remembers a read error, so
-// that the error handler can tell a malformed or cut-off request body (400)
-// from an upstream failure (502).
+// that the error handler can tell a request body that was malformed, cut
+// off or too slow (400, 408) from an upstream failure (502, 504). The
+// Transport reads it on a goroutine of its own.
 type clientBody struct {
-	r   io.Reader
-	c   io.Closer
-	err error
+	r    io.Reader
+	c    io.Closer
+	busy chan struct{} // holds a token while a Read is in progress
+	mu   sync.Mutex
+	err  error
+}
+
+// newClientBody returns a clientBody reading r and closing c.
+func newClientBody(r io.Reader, c io.Closer) *clientBody {
+	return &clientBody{r: r, c: c, busy: make(chan struct{}, 1)}
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	b.busy <- struct{}{}
+	defer func() { <-b.busy }()
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
-		b.err = err
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
 	}
 	return n, err
 }
 
 func (b *clientBody) Close() error { return b.c.Close() }
+
+// failure returns the first error reading the body met (nil: none yet).
+// With wait, a Read in progress ends first (for up to clientBodyWait).
+func (b *clientBody) failure(wait bool) error {
+	if wait {
+		t := time.NewTimer(clientBodyWait)
+		select {
+		case b.busy <- struct{}{}:
+			<-b.busy
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
