@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"dedupcache/cachestore"
@@ -279,8 +280,14 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 			own()
 			return
 		}
+		cs := collapsed(f.fwd)
+		if s.entryAs == StatusStale {
+			// RFC 5861 §4: the stored response answers for the upstream's
+			// failure, and its Cache-Status says so, as the leader's does.
+			cs = collapsedStale(s.entryCS)
+		}
 		p.coalesced.Add(1)
-		p.serveEntry(w, r, e, age, []string{collapsed(f.fwd)}, s.entryAs)
+		p.serveEntry(w, r, e, age, []string{cs}, s.entryAs)
 	case kindStore:
 		if !leader && (rd == nil || !s.fits(r)) {
 			own()
@@ -318,6 +325,14 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 // collapsed is the Cache-Status of a request answered from another
 // request's fetch (RFC 9211 §2.2).
 func collapsed(fwd string) string { return cacheName + "; fwd=" + fwd + "; collapsed" }
+
+// collapsedStale is the Cache-Status of a waiter answered with the stale
+// response its fetch's leader got for a failed upstream (leader: the
+// leader's Cache-Status, "...; detail=stale-if-error").
+func collapsedStale(leader string) string {
+	before, detail, _ := strings.Cut(leader, "; detail=")
+	return before + "; collapsed; detail=" + detail
+}
 
 // fits reports whether a waiter r may use the response s is storing: the
 // same variant as the leader's when the response has Vary.

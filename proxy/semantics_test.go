@@ -280,6 +280,73 @@ func TestStaleIfErrorUpstreamDown(t *testing.T) {
 	}
 }
 
+// Waiters on a fetch whose upstream fails, answered with the stale entry
+// (RFC 5861 stale-if-error), get a Cache-Status that says so, as the
+// leader's does: for an upstream 5xx and for an upstream that cannot be
+// reached.
+func TestStaleIfErrorWaitersSayWhy(t *testing.T) {
+	for _, fault := range []string{"503", "dropped"} {
+		t.Run(fault, func(t *testing.T) {
+			var failing atomic.Bool
+			release := make(chan struct{})
+			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				if !failing.Load() {
+					w.Header().Set("Cache-Control", "max-age=1, stale-if-error=60")
+					_, _ = io.WriteString(w, "good")
+					return
+				}
+				<-release
+				if fault == "503" {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				c, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					c.Close()
+				}
+			})
+			p, srv := newTestProxy(t, o.URL, nil)
+			c := newClock()
+			setNow(p, c)
+			do(t, "GET", srv.URL+"/d")
+			c.Advance(5 * time.Second)
+			failing.Store(true)
+			const n = 4
+			type answer struct {
+				status      int
+				body, cache string
+			}
+			answers := make(chan answer, n)
+			for i := range n {
+				go func() {
+					resp, err := http.Get(srv.URL + "/d")
+					if err != nil {
+						answers <- answer{}
+						return
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					answers <- answer{resp.StatusCode, string(b), resp.Header.Get("Cache-Status")}
+				}()
+				if i == 0 {
+					eventually(t, func() bool { return o.hits.Load() == 2 }, func() string { return "the leader's fetch never reached the origin" })
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the waiters join the fetch
+			close(release)
+			for range n {
+				a := <-answers
+				if a.status != 200 || a.body != "good" || !strings.Contains(a.cache, "detail=stale-if-error") {
+					t.Errorf("%d %q, Cache-Status %q; want 200 \"good\", detail=stale-if-error", a.status, a.body, a.cache)
+				}
+			}
+			if got := o.hits.Load(); got > 3 { // the fetch engine retries a dropped GET once
+				t.Errorf("origin requests: %d; want the waiters coalesced", got)
+			}
+		})
+	}
+}
+
 func TestCoalescing(t *testing.T) {
 	release := make(chan struct{})
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
