@@ -11,6 +11,7 @@
 #   bench/fullcache.sh                       # N=100000, 4 KiB, budgets 32MiB and 1GiB, 3 rounds
 #   N=20000 REPS=1 bench/fullcache.sh        # a quick look
 #   SMALL=64MiB bench/fullcache.sh
+#   K=100 bench/fullcache.sh                 # bodies shared: the entries' metadata fills the budget
 #   OURS_BIN=/path/to/other/dedupcache bench/fullcache.sh   # another build (A/B)
 #   OURS_ENV="GOGC=50" TAG=full-cache-gogc50 bench/fullcache.sh   # ours under another GC setting
 #
@@ -20,6 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 N=${N:-100000}
+K=${K:-$N} # distinct bodies (object i gets body i mod K)
 SIZE=${SIZE:-4096}
 REPS=${REPS:-3}
 SMALL=${SMALL:-32MiB}
@@ -58,7 +60,7 @@ TSV=$OUT/$TAG.tsv
 printf "round\tmax_memory\tn\tseconds\tcpu_seconds\tcpu_us_per_miss\tpeak_rss_mib\trss_bound_mib\terrors\n" > "$TSV"
 for r in $(seq "$REPS"); do
   for mem in "$SMALL" "$LARGE"; do
-    taskset -c 0 bench/bin/origin -listen "127.0.0.1:$PORT" -n "$N" -k "$N" -size "$SIZE" > /dev/null 2>&1 &
+    taskset -c 0 bench/bin/origin -listen "127.0.0.1:$PORT" -n "$N" -k "$K" -size "$SIZE" > /dev/null 2>&1 &
     opid=$!
     await_port "$PORT"
     # shellcheck disable=SC2086 # OURS_ENV is a list of VAR=value words
@@ -95,7 +97,7 @@ for r in $(seq "$REPS"); do
 done
 
 MD=$OUT/$TAG.md
-awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v size="$SIZE" -v env="${OURS_ENV:-}" '
+awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v k="$K" -v size="$SIZE" -v env="${OURS_ENV:-}" '
   NR == 1 { next }
   { cpu[$2] = cpu[$2] " " $6; rss[$2] = (rss[$2] > $7 ? rss[$2] : $7); bound[$2] = $8; err[$2] += $9; secs[$2] = secs[$2] " " $4 }
   function median(s,   a, k, i, j, t) {
@@ -106,5 +108,5 @@ awk -F'\t' -v small="$SMALL" -v large="$LARGE" -v n="$N" -v size="$SIZE" -v env=
   END {
     printf "| max_memory | proxy CPU per miss, µs (median) | rounds | wall seconds (median) | peak VmRSS MiB | bound 1.1 x max_memory + 16 MiB | errors |\n|---|---|---|---|---|---|---|\n"
     for (m in cpu) printf "| %s | %.1f | %s | %s | %.1f | %s | %d |\n", m, median(cpu[m]), cpu[m], median(secs[m]), rss[m], bound[m], err[m]
-    printf "\nCPU per miss, full (%s) / empty (%s): **%.2fx**. N=%d distinct %d-byte objects, bench/warm -c 8, ours started fresh each round%s.\n", small, large, median(cpu[small]) / median(cpu[large]), n, size, (env == "" ? "" : ", environment " env)
+    printf "\nCPU per miss, full (%s) / empty (%s): **%.2fx**. N=%d objects of %d bytes over K=%d distinct bodies, bench/warm -c 8, ours started fresh each round%s.\n", small, large, median(cpu[small]) / median(cpu[large]), n, size, k, (env == "" ? "" : ", environment " env)
   }' "$TSV" | tee "$MD"

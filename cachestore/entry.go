@@ -2,6 +2,7 @@ package cachestore
 
 import (
 	"sync/atomic"
+	"time"
 
 	"dedupcache/dedupbody"
 )
@@ -27,9 +28,12 @@ type Entry struct {
 	// Date is the response's Date (unix seconds).
 	Date int64
 	// Status is the response status code.
-	Status int32
+	Status int16
 	// Flags are the proxy's bits (revalidation rules and the like).
-	Flags uint32
+	Flags uint16
+	// expires is when Get stops returning the entry and the store's sweep
+	// releases it: unix seconds, rounded up (0: never). See [Store.Set].
+	expires uint32
 	// Lifetime, InitialAge, StaleRevalidate and StaleError are seconds:
 	// the freshness lifetime, corrected initial age, and RFC 5861 windows.
 	Lifetime, InitialAge, StaleRevalidate, StaleError int32
@@ -168,3 +172,9 @@ func Causes() []ReleaseCause {
 
 // isReleased reports whether the store released the entry's refs.
 func (e *Entry) isReleased() bool { return e.state.Load()&releasedBit != 0 }
+
+// expiredAt reports whether the entry's TTL (see [Store.Set]) has passed at
+// now.
+func (e *Entry) expiredAt(now time.Time) bool {
+	return e.expires != 0 && now.Unix() >= int64(e.expires)
+}

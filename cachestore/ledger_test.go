@@ -92,6 +92,7 @@ func TestRandomLedger(t *testing.T) {
 			ExpectedEntries: numKeys,
 			Stores:          []*dedupbody.Store{bodies, headers},
 			OnRelease:       func(*Entry, ReleaseCause) { onRelease.Add(1) },
+			Hash:            func(e *Entry) uint64 { return hash(e.Key) },
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -25,6 +25,7 @@ package cachestore
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,11 +35,15 @@ import (
 )
 
 // DefaultEntryOverhead is the heap an entry costs beyond its key, its Extra
-// and its refs' bytes: the Entry struct (112 B size class) plus
-// ristretto's per-key bookkeeping with a TTL (~131 B, measured on ristretto
-// v2: its map slot, policy counters and expiry bucket entry). TestEntryOverhead measures 246 B and
-// fails if this constant is more than 8 B below the measurement.
-const DefaultEntryOverhead = 248
+// and its refs' bytes in a store that is full and keeps replacing entries,
+// which is where a cache spends its life: the Entry struct (112 B size
+// class), ristretto's map slot and policy counters, and the slack those
+// maps keep under churn (Go maps do not shrink: the slots of removed keys
+// are reused, not returned), plus the key's rounding to its size class.
+// TestChurnHeapIsBounded measures 384 B (424 B per entry with a 40-byte
+// key) and fails if this constant under-charges it; an entry in a store
+// that has not churned takes about 230 B (TestEntryOverhead).
+const DefaultEntryOverhead = 384
 
 // ErrConfig reports an invalid [Config].
 var ErrConfig = errors.New("cachestore: invalid config")
@@ -68,6 +73,11 @@ type Config struct {
 	// they are taken off the capacity like uncharged bytes. It is called
 	// on every release: one or two atomic loads.
 	Slack func() int64
+	// Hash returns the key hash an entry was stored under (what the
+	// caller gave Set). The store's sweep needs it to remove entries whose
+	// TTL has passed; without it they are invisible to Get but stay until
+	// evicted, replaced or deleted.
+	Hash func(e *Entry) uint64
 }
 
 // Store is the entry store. All methods may be called concurrently.
@@ -78,6 +88,11 @@ type Store struct {
 	stores    []*dedupbody.Store
 	onRelease func(*Entry, ReleaseCause)
 	slack     func() int64
+	hash      func(*Entry) uint64
+
+	stop     chan struct{} // closed by Close: the sweep goroutine returns
+	sweeping sync.WaitGroup
+	expiring atomic.Int64 // stored entries with a TTL
 
 	entries    atomic.Int64
 	withBody   atomic.Int64
@@ -107,6 +122,8 @@ func New(cfg Config) (*Store, error) {
 		stores:    cfg.Stores,
 		onRelease: cfg.OnRelease,
 		slack:     cfg.Slack,
+		hash:      cfg.Hash,
+		stop:      make(chan struct{}),
 	}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
 		NumCounters:        2 * cfg.ExpectedEntries,
@@ -130,19 +147,81 @@ func New(cfg Config) (*Store, error) {
 		return nil, errors.Join(ErrConfig, err)
 	}
 	s.cache = c
+	if s.hash != nil {
+		s.sweeping.Add(1)
+		go s.sweep()
+	}
 	return s, nil
 }
 
-// Get returns the entry stored under the key hash h. The entry is read-only
-// and carries no reference: its bytes stay valid (they are never recycled)
-// even if it leaves the store while the caller uses it. The caller must
-// compare Entry.Key with the key it hashed. Get does not allocate.
-func (s *Store) Get(h uint64) (*Entry, bool) {
-	return s.cache.Get(h)
+// sweepEvery is how often the sweep looks for expired entries when the
+// store holds few; it walks every entry, so with more than sweepBatch
+// entries it waits proportionally longer (a million: 10 s).
+const (
+	sweepEvery = 2500 * time.Millisecond
+	sweepBatch = 250_000
+)
+
+// sweep removes entries whose TTL has passed until Close. TTLs are kept in
+// the entries rather than given to ristretto: ristretto files every TTL'd
+// key in a per-interval map that a removal (eviction, overwrite, Del) does
+// not shrink, so a full cache with long TTLs grew its heap with every
+// insertion until the TTLs passed (BENCHMARKS.md, issue 12).
+func (s *Store) sweep() {
+	defer s.sweeping.Done()
+	wait := sweepEvery
+	var expired []*Entry
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(wait):
+		}
+		if s.expiring.Load() == 0 {
+			continue
+		}
+		now := time.Now()
+		expired = expired[:0]
+		s.cache.IterValues(func(e *Entry) bool {
+			if e.expiredAt(now) {
+				expired = append(expired, e)
+			}
+			return false
+		})
+		for _, e := range expired {
+			if e.state.Load()&releasedBit != 0 {
+				continue // left meanwhile
+			}
+			// A Set for the same key between the walk and this Del is
+			// removed too: one more miss, nothing served wrong.
+			s.mark(e, Expired)
+			s.cache.Del(s.hash(e))
+		}
+		clear(expired)
+		if len(expired) > 4096 {
+			expired = nil
+		}
+		wait = sweepEvery * time.Duration(max(1, s.entries.Load()/sweepBatch))
+	}
 }
 
-// Set stores e under the key hash h for at most ttl (0: until evicted) and
-// takes ownership of its refs (see the package doc). It reports whether the
+// Get returns the entry stored under the key hash h, unless its TTL has
+// passed. The entry is read-only and carries no reference: a caller that
+// reads its header block or body pins it first ([Entry.Pin]). The caller
+// must compare Entry.Key with the key it hashed. Get does not allocate.
+func (s *Store) Get(h uint64) (*Entry, bool) {
+	e, ok := s.cache.Get(h)
+	if ok && e.expires != 0 && e.expiredAt(time.Now()) {
+		return nil, false
+	}
+	return e, ok
+}
+
+// Set stores e under the key hash h for ttl (0: until evicted; a TTL is
+// rounded up to whole seconds, and a negative one is a second at most)
+// and takes ownership of its refs (see the package doc). Once the TTL has
+// passed, Get misses and the sweep releases the entry (see
+// [Config.Hash]). It reports whether the
 // entry was handed to ristretto; false means it was released already.
 // Admission may still be refused later, and then e is released then.
 func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
@@ -155,10 +234,13 @@ func (s *Store) Set(h uint64, e *Entry, ttl time.Duration) bool {
 	s.entryBytes.Add(e.ownBytes(s.overhead))
 	s.sets.Add(1)
 	s.updateCapacity()
-	if ttl < 0 {
-		ttl = time.Nanosecond
+	if ttl != 0 {
+		// Whole seconds, rounded up: the entry lives at least ttl (at
+		// most a second more) and Get stops returning it after that.
+		e.expires = uint32(min(max(time.Now().Add(max(ttl, time.Nanosecond)).Add(time.Second-1).Unix(), 1), 1<<32-1))
+		s.expiring.Add(1)
 	}
-	if !s.cache.SetWithTTL(h, e, cost, ttl) {
+	if !s.cache.SetWithTTL(h, e, cost, 0) {
 		// Dropped by ristretto's full set buffer (or the store is closed):
 		// no callback will ever fire for e.
 		s.mark(e, Dropped)
@@ -194,6 +276,12 @@ func (s *Store) Clear() {
 func (s *Store) Close() {
 	s.clearing.Add(1)
 	defer s.clearing.Add(-1)
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.sweeping.Wait()
 	s.cache.Close()
 }
 
@@ -217,8 +305,8 @@ func (s *Store) onEvict(it *ristretto.Item[*Entry]) {
 	// counted as cleared too.
 	case it.Cost == 0 || s.clearing.Load() > 0:
 		s.mark(it.Value, Cleared)
-	case !it.Expiration.IsZero() && !it.Expiration.After(time.Now()):
-		s.mark(it.Value, Expired)
+	case it.Value != nil && it.Value.expires != 0 && it.Value.expiredAt(time.Now()):
+		s.mark(it.Value, Expired) // evicted after its TTL, before the sweep
 	default:
 		s.mark(it.Value, Evicted)
 	}
@@ -248,6 +336,9 @@ func (s *Store) onExit(e *Entry) {
 		e.Body.Release()
 	}
 	s.entries.Add(-1)
+	if e.expires != 0 {
+		s.expiring.Add(-1)
+	}
 	if e.Body.Body() != nil {
 		s.withBody.Add(-1)
 	}

@@ -40,6 +40,7 @@ func newFixtureWith(t *testing.T, cfg Config, bodies *dedupbody.Store) *fixture 
 	}
 	cfg.Stores = []*dedupbody.Store{f.bodies, f.headers}
 	cfg.OnRelease = f.onRelease
+	cfg.Hash = func(e *Entry) uint64 { return hash(e.Key) }
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

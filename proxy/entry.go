@@ -16,7 +16,7 @@ import (
 
 // Entry flag bits.
 const (
-	flagNoCache        uint32 = 1 << iota // revalidate before every use
+	flagNoCache        uint16 = 1 << iota // revalidate before every use
 	flagMustRevalidate                    // never serve stale
 	flagHeuristic                         // lifetime is heuristic
 	flagHitForMiss                        // marker: the URL's response was not storable
@@ -63,7 +63,7 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 	if d, err := http.ParseTime(respHdr.Get("Date")); err == nil {
 		date = d
 	}
-	var flags uint32
+	var flags uint16
 	if fr.NoCache {
 		flags |= flagNoCache
 	}
@@ -79,7 +79,7 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 		Body:            body,
 		Stored:          respTime.UnixNano(),
 		Date:            date.Unix(),
-		Status:          int32(status),
+		Status:          int16(status),
 		Flags:           flags,
 		Lifetime:        seconds(fr.Lifetime),
 		InitialAge:      seconds(policy.InitialAge(respHdr, reqTime, respTime)),

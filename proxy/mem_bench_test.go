@@ -17,7 +17,8 @@ import (
 // distinct, origin headers like the peer harness's origin) through the handler
 // and logs the live heap per stored key after GC (what RSS per key is before
 // the GC's headroom). DEDUP_MEM_PROFILE writes a heap profile. Measurement
-// only: runs when DEDUP_MEM_N is set.
+// only: runs when DEDUP_MEM_N is set. DEDUP_MEM_MAX (bytes) sets max_memory
+// (default 2 GiB), for the heap per key of a full cache.
 func TestMemPerKey(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("DEDUP_MEM_N"))
 	if n == 0 {
@@ -50,7 +51,11 @@ func TestMemPerKey(t *testing.T) {
 		_, _ = w.Write(bodies[b])
 	}))
 	defer o.Close()
-	p, _ := newTestProxy(t, o.URL, func(c *Config) { c.MaxMemory = 2 << 30 })
+	maxMem := int64(2 << 30)
+	if m, _ := strconv.ParseInt(os.Getenv("DEDUP_MEM_MAX"), 10, 64); m > 0 {
+		maxMem = m // a full cache: keys are evicted as they come
+	}
+	p, _ := newTestProxy(t, o.URL, func(c *Config) { c.MaxMemory = maxMem })
 	h := p.Handler()
 	get := func(i int) {
 		r := httptest.NewRequest("GET", "/obj/"+strconv.Itoa(i), nil)
@@ -64,7 +69,10 @@ func TestMemPerKey(t *testing.T) {
 		get(i)
 	}
 	after := testutil.HeapAlloc()
-	t.Logf("N=%d K=%d: live heap %.0f B per key; store %+v", n, k, float64(after-before)/float64(n), p.store.Stats().Entries)
+	p.store.Wait()
+	st := p.store.Stats()
+	t.Logf("N=%d K=%d max_memory %d: live heap %.0f B per stored key; %d entries stored, charged %d B (%.0f B per entry)",
+		n, k, maxMem, float64(after-before)/float64(st.Entries), st.Entries, st.EntryBytes, float64(st.EntryBytes)/float64(st.Entries))
 	if f := os.Getenv("DEDUP_MEM_PROFILE"); f != "" {
 		out, _ := os.Create(f)
 		_ = pprof.WriteHeapProfile(out)

@@ -146,6 +146,10 @@ func New(cfg Config) (*Proxy, error) {
 		OnRelease:       p.index.released,
 		// The arena's free slots and slab tails: held, charged to no body.
 		Slack: p.slack,
+		Hash: func(e *cachestore.Entry) uint64 {
+			h, _, _ := entryHashes(e)
+			return h
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -88,7 +88,7 @@ func (p *Proxy) toShared(f *fill, e *cachestore.Entry, primary string, vary []st
 	// may be freed by then (bodies live in the arena).
 	sh.Put(e.Key, f.sharedToken, varyOf, vary, SharedEntry{
 		Status: int(e.Status), Header: sharedBlock(e), Body: bytes.Clone(e.Body.Bytes()),
-		Stored: e.Stored, Date: e.Date, Flags: e.Flags &^ (flagIndexed | flagFromShared),
+		Stored: e.Stored, Date: e.Date, Flags: uint32(e.Flags &^ (flagIndexed | flagFromShared)),
 		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
 		Tags: tags,
 	}, ttl)
@@ -129,8 +129,8 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), validatorsAux(v)),
 		Stored:          se.Stored,
 		Date:            se.Date,
-		Status:          int32(se.Status),
-		Flags:           se.Flags&^flagIndexed | flagFromShared,
+		Status:          int16(se.Status),
+		Flags:           uint16(se.Flags)&^flagIndexed | flagFromShared,
 		Lifetime:        se.Lifetime,
 		InitialAge:      se.InitialAge,
 		StaleRevalidate: se.StaleRevalidate,
