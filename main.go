@@ -69,6 +69,7 @@ var flagFields = map[string]string{
 	"admin":      "admin.listen",
 	"metrics":    "metrics.listen",
 	"redis":      "shared.redis_url",
+	"snapshot":   "snapshot.path",
 	"max-memory": "cache.max_memory",
 	"log-level":  "log.level",
 	"log-format": "log.format",
@@ -178,7 +179,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return exitFailed
 	}
+	a.loadSnapshot()
 	a.serve()
+	a.startSnapshots()
 	if demoLn != nil {
 		printDemo(stdout, a.servers[0].ln.Addr(), a.servers[1].ln.Addr(), demoLn.Addr())
 	}
@@ -217,6 +220,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.String("engine", def.Server.Engine, "proxy listener's HTTP/1.1 `server`: fasthttp or net/http")
 	fs.String("admin", def.Admin.Listen, "admin listen `address` (dashboard, /metrics, /api/*, /healthz)")
 	fs.String("metrics", def.Metrics.Listen, "read-only listen `address` for /metrics, /healthz and /readyz (no token); empty: none")
+	fs.String("snapshot", def.Snapshot.Path, "warm-restart `file`: the cache is written to it at shutdown and loaded from it at start; empty: none")
 	fs.String("redis", def.Shared.RedisURL, "shared tier `URL` (redis://host:port, rediss://, Sentinel, Cluster); empty: none")
 	maxMemory := def.Cache.MaxMemory
 	fs.Var(&maxMemory, "max-memory", "`size` bound on everything the cache holds, e.g. 256MiB or 2GB")
@@ -463,6 +467,10 @@ type app struct {
 	// tls holds listen_tls's certificate, which reload replaces; its
 	// server is last in servers. nil without listen_tls.
 	tls *tlsProxy
+
+	// snapStop ends the periodic snapshot writes (see startSnapshots).
+	snapStop     chan struct{}
+	snapshotting sync.WaitGroup
 }
 
 // build binds the listeners and makes the proxy, the admin side and the
@@ -640,6 +648,10 @@ func (a *app) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.Server.ShutdownTimeout))
 	defer cancel()
 	shutdown(ctx, a.logger, a.servers...)
+	a.stopSnapshots()
+	if a.cfg.Snapshot.Path != "" {
+		a.writeSnapshot() // after the drain: what the last requests stored is in it
+	}
 	if a.tier != nil {
 		a.stopFollow()
 		a.following.Wait()

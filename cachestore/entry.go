@@ -173,6 +173,10 @@ func Causes() []ReleaseCause {
 // isReleased reports whether the store released the entry's refs.
 func (e *Entry) isReleased() bool { return e.state.Load()&releasedBit != 0 }
 
+// Expires returns when the entry's TTL passes, in unix seconds (0: it has
+// none): what a snapshot keeps to give the entry the rest of its TTL.
+func (e *Entry) Expires() int64 { return int64(e.expires) }
+
 // expiredAt reports whether the entry's TTL (see [Store.Set]) has passed at
 // now.
 func (e *Entry) expiredAt(now time.Time) bool {

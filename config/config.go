@@ -48,6 +48,7 @@ type Config struct {
 	Admin            Admin            `yaml:"admin"`
 	Metrics          Metrics          `yaml:"metrics"`
 	Shared           Shared           `yaml:"shared"`
+	Snapshot         Snapshot         `yaml:"snapshot"`
 	Cache            Cache            `yaml:"cache"`
 	UpstreamTimeouts UpstreamTimeouts `yaml:"upstream_timeouts"`
 	Server           Server           `yaml:"server"`
@@ -88,6 +89,19 @@ type Metrics struct {
 	// Listen is the metrics listener, host:port; empty (the default) means
 	// none. Any address is allowed, loopback or not.
 	Listen string `yaml:"listen"`
+}
+
+// Snapshot configures warm restarts: the cache is written to a file when
+// the process stops (after in-flight requests drain) and, if Interval is
+// set, while it runs; at start the file is loaded before the listeners
+// open.
+type Snapshot struct {
+	// Path is the snapshot file; empty (the default) means none. Its
+	// directory must exist: the file is written next to it and renamed.
+	Path string `yaml:"path"`
+	// Interval is how often the snapshot is also written while running;
+	// 0 (the default) means only at shutdown.
+	Interval Duration `yaml:"interval"`
 }
 
 // Shared configures the tier shared by several instances (Redis or

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -119,6 +121,7 @@ func (c Config) Validate() error {
 		v.oneOf("log.access_format", c.Log.AccessFormat, "combined", "text", "json")
 	}
 	v.metrics()
+	v.snapshot()
 	v.tls()
 	v.shared()
 	v.rules(c.Rules)
@@ -350,4 +353,23 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// snapshot checks the snapshot section: an interval needs a path, and the
+// path's directory must exist.
+func (v *checker) snapshot() {
+	s := v.c.Snapshot
+	if s.Interval < 0 {
+		v.fail("snapshot.interval", "%s is negative", time.Duration(s.Interval))
+	}
+	if s.Path == "" {
+		if s.Interval > 0 {
+			v.fail("snapshot.interval", "is set without snapshot.path")
+		}
+		return
+	}
+	dir := filepath.Dir(s.Path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		v.fail("snapshot.path", "%s: directory %s does not exist", quote(s.Path), quote(dir))
+	}
 }

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWarmRestart: with -snapshot, a cache stopped with SIGTERM and started
+// again serves what it held as hits at once: byte-identical bodies, each
+// stored once (the same dedup as before), Age counting the time it was
+// down, and no request reaches the origin. A damaged snapshot is reported
+// and skipped: the cache starts anyway.
+func TestWarmRestart(t *testing.T) {
+	t.Parallel()
+	o := startOrigin(t)
+	snap := filepath.Join(t.TempDir(), "cache.snap")
+	const n, k = 60, 6
+	path := func(i int) string { return fmt.Sprintf("/obj/%d?distinct=%d&size=2000", i, k) }
+
+	c1 := startCache(t, cacheOptions{upstream: o.url, args: []string{"-snapshot", snap}})
+	bodies := make([]string, n)
+	for i := range n {
+		r := get(t, c1.url+path(i))
+		if r.status != http.StatusOK || r.header.Get("X-Cache") != "MISS" {
+			t.Fatalf("GET %s: %d, X-Cache %q; want 200 MISS", path(i), r.status, r.header.Get("X-Cache"))
+		}
+		bodies[i] = string(r.body)
+	}
+	before := c1.stats(t)
+	if err := c1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, ok := c1.exitCode(stopTimeout); !ok || code != 0 {
+		t.Fatalf("first cache: exit %d (exited %v); want 0", code, ok)
+	}
+	fi, err := os.Stat(snap)
+	if err != nil {
+		t.Fatalf("no snapshot after SIGTERM: %v", err)
+	}
+	// Bodies are written once: the file is far below n bodies' bytes.
+	if fi.Size() >= int64(n*2000)/2 {
+		t.Errorf("snapshot is %d bytes for %d keys over %d bodies of 2000 B; want well under %d", fi.Size(), n, k, n*2000/2)
+	}
+	originBefore := o.stats(t).Prefix["/obj"]
+	time.Sleep(1100 * time.Millisecond) // downtime that Age must count
+
+	c2 := startCache(t, cacheOptions{upstream: o.url, args: []string{"-snapshot", snap}})
+	// Keys hold the Host: a restarted cache answers for the same one (here
+	// on another port, so the requests name the first cache's).
+	host := strings.TrimPrefix(c1.url, "http://")
+	for i := range n {
+		r := getHost(t, c2.url+path(i), host)
+		if r.header.Get("X-Cache") != "HIT" || string(r.body) != bodies[i] {
+			t.Errorf("after restart, GET %s: X-Cache %q, body equal %v; want HIT, the same bytes", path(i), r.header.Get("X-Cache"), string(r.body) == bodies[i])
+		}
+		if age, _ := strconv.Atoi(r.header.Get("Age")); age < 1 {
+			t.Errorf("after restart, GET %s: Age %q; want >= 1 (the time the cache was down)", path(i), r.header.Get("Age"))
+		}
+	}
+	if got := o.stats(t).Prefix["/obj"] - originBefore; got != 0 {
+		t.Errorf("origin requests after restart: %d; want 0", got)
+	}
+	after := c2.stats(t)
+	if after.BodiesUnique != before.BodiesUnique || after.Entries != before.Entries {
+		t.Errorf("after restart: %d entries over %d bodies; before: %d over %d", after.Entries, after.BodiesUnique, before.Entries, before.BodiesUnique)
+	}
+
+	// A damaged file: a byte flipped in the middle. The cache starts, says
+	// so, and loads what it can; nothing damaged is served.
+	data, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.snap")
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(bad, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c3 := startCache(t, cacheOptions{upstream: o.url, args: []string{"-snapshot", bad}})
+	for i := range n {
+		r := getHost(t, c3.url+path(i), host)
+		if r.status != http.StatusOK || string(r.body) != bodies[i] {
+			t.Errorf("damaged snapshot, GET %s: %d, body equal %v", path(i), r.status, string(r.body) == bodies[i])
+		}
+	}
+}
+
+// getHost is get with the request's Host set to host.
+func getHost(t *testing.T, url, host string) result {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): %v", url, host, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	return result{status: resp.StatusCode, header: resp.Header, body: b, length: resp.ContentLength}
+}

@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"dedupcache/cachestore"
+	snap "dedupcache/cachestore/snapshot"
+	"dedupcache/dedupbody"
+)
+
+// Snapshots: the stored entries written to a file and read back at start
+// (warm restart). Each header block and body is written once, under an ID
+// (header blocks odd, bodies even), before the first entry that uses it;
+// an entry refers to them by ID, so the file is smaller than the logical
+// bytes by the dedup ratio. What an entry keeps beyond the store's fields
+// (its validators, a Vary index's field names, its surrogate keys) goes in
+// its Extra bytes (see encodeExtra).
+
+// SnapshotStats says what a snapshot write or load did.
+type SnapshotStats struct {
+	Entries int // entries written or loaded
+	Bodies  int // body and header block records written or loaded
+	Expired int // entries not loaded: their time was up
+	Full    int // entries not loaded: the cache was full
+	Skipped int // entries or bodies not loaded: damaged records, or entries whose records were damaged
+	Bytes   int64
+}
+
+// WriteSnapshot writes every stored entry to w. Entries stored or evicted
+// meanwhile may or may not be in it. Each entry is pinned while its bytes
+// are written.
+func (p *Proxy) WriteSnapshot(w *snap.Writer) (SnapshotStats, error) {
+	var all []*cachestore.Entry
+	p.store.Each(func(e *cachestore.Entry) bool {
+		if e.Flags&flagHitForMiss == 0 {
+			all = append(all, e)
+		}
+		return true
+	})
+	var st SnapshotStats
+	ids := make(map[*dedupbody.Body]uint64)
+	var next uint64 // ids: 2n+1 header blocks, 2n+2 bodies
+	ref := func(b *dedupbody.Body, header bool) (uint64, error) {
+		if b == nil {
+			return 0, nil
+		}
+		if id, ok := ids[b]; ok {
+			return id, nil
+		}
+		next++
+		id := 2 * next
+		if header {
+			id--
+		}
+		ids[b] = id
+		st.Bodies++
+		st.Bytes += b.Len()
+		return id, w.Body(id, b.Bytes())
+	}
+	for _, e := range all {
+		if !e.Pin() {
+			continue // left meanwhile
+		}
+		err := p.writeEntry(w, e, ref)
+		p.store.Unpin(e)
+		if err != nil {
+			return st, err
+		}
+		st.Entries++
+	}
+	return st, nil
+}
+
+// writeEntry writes e (pinned) and the records it refers to not yet written.
+func (p *Proxy) writeEntry(w *snap.Writer, e *cachestore.Entry, ref func(*dedupbody.Body, bool) (uint64, error)) error {
+	hid, err := ref(e.Header.Body(), true)
+	if err != nil {
+		return err
+	}
+	bid, err := ref(e.Body.Body(), false)
+	if err != nil {
+		return err
+	}
+	return w.Entry(&snap.Entry{
+		Key: e.Key, Header: hid, Body: bid,
+		Stored: e.Stored, Date: e.Date, Status: e.Status, Flags: e.Flags &^ flagIndexed,
+		Expires:  e.Expires(),
+		Lifetime: e.Lifetime, InitialAge: e.InitialAge, StaleRevalidate: e.StaleRevalidate, StaleError: e.StaleError,
+		Extra: p.encodeExtra(e),
+	})
+}
+
+// extraVersion is the first byte of an entry's Extra bytes.
+const extraVersion = 1
+
+// encodeExtra renders what an entry keeps beyond the store's fields:
+// version, ETag, Last-Modified, Vary index names, then the surrogate keys,
+// each length-prefixed.
+func (p *Proxy) encodeExtra(e *cachestore.Entry) []byte {
+	var etag, lm, vary string
+	if v := validatorsOf(e); v != nil {
+		etag, lm = v.v[0], v.v[1]
+	}
+	if vi, ok := e.Extra.(varyIndex); ok {
+		vary = string(vi)
+	}
+	tags := p.index.tagsOf(e)
+	b := []byte{extraVersion}
+	for _, s := range []string{etag, lm, vary} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(tags)))
+	for _, t := range tags {
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+	}
+	return b
+}
+
+// decodedExtra is encodeExtra's content read back.
+type decodedExtra struct {
+	etag, lm, vary string
+	tags           []string
+}
+
+var errExtra = errors.New("proxy: damaged entry extra bytes")
+
+// decodeExtra reads encodeExtra's bytes.
+func decodeExtra(b []byte) (decodedExtra, error) {
+	var d decodedExtra
+	if len(b) == 0 || b[0] != extraVersion {
+		return d, errExtra
+	}
+	b = b[1:]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	var ok bool
+	for _, p := range []*string{&d.etag, &d.lm, &d.vary} {
+		if *p, ok = str(); !ok {
+			return d, errExtra
+		}
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return d, errExtra
+	}
+	b = b[k:]
+	for range n {
+		t, ok := str()
+		if !ok {
+			return d, errExtra
+		}
+		d.tags = append(d.tags, t)
+	}
+	if len(b) != 0 {
+		return d, errExtra
+	}
+	return d, nil
+}
+
+// LoadSnapshot stores the entries read from r, skipping those whose time
+// is up at now and, once the cache is full, the rest. Ages go on from the
+// stored times, so the time the process was down counts (RFC 9111 §4.2.3).
+// A damaged record is skipped (an entry referring to a skipped body with
+// it); a damaged file ends the load with the error, the entries read until
+// then kept.
+func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (SnapshotStats, error) {
+	var st SnapshotStats
+	refs := make(map[uint64]dedupbody.Ref) // the load's own reference to each record's bytes
+	shared := make(map[uint64]*validators) // per body id: the validators its first entry kept
+	defer func() {
+		for _, r := range refs {
+			r.Release()
+		}
+		p.store.Wait()
+	}()
+	limit := p.store.MaxMemory()
+	for {
+		id, data, se, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			st.Skipped += len(r.Skipped())
+			return st, err
+		}
+		if se == nil {
+			if id%2 == 1 {
+				r := p.headers.PutCopy(data, dedupbody.Sum(data), parseBlock)
+				if blockOf(r.Body().Aux()) == nil {
+					r.Release()
+					continue // not a header block of ours: its entries are skipped
+				}
+				refs[id] = r
+			} else {
+				refs[id] = p.bodies.PutCopy(data, dedupbody.Sum(data), nil)
+			}
+			st.Bodies++
+			st.Bytes += int64(len(data))
+			continue
+		}
+		switch ok, err := p.loadEntry(se, refs, shared, now, limit); {
+		case err != nil:
+			st.Skipped++
+		case !ok && se.Expires != 0 && now.Unix() >= se.Expires:
+			st.Expired++
+		case !ok:
+			st.Full++
+		default:
+			st.Entries++
+		}
+	}
+	st.Skipped += len(r.Skipped())
+	return st, nil
+}
+
+// loadEntry stores one entry read from a snapshot. It reports whether it
+// stored it; false without an error when its time is up or the cache is
+// full.
+func (p *Proxy) loadEntry(se *snap.Entry, refs map[uint64]dedupbody.Ref, shared map[uint64]*validators, now time.Time, limit int64) (bool, error) {
+	if se.Expires != 0 && now.Unix() >= se.Expires {
+		return false, nil
+	}
+	if p.store.Stats().EntryBytes+p.bodies.Stats().Bytes+p.headers.Stats().Bytes >= limit {
+		return false, nil
+	}
+	x, err := decodeExtra(se.Extra)
+	if err != nil {
+		return false, err
+	}
+	hr, hok := refs[se.Header]
+	br, bok := refs[se.Body]
+	if (se.Header != 0 && !hok) || (se.Body != 0 && !bok) || se.Key == "" {
+		return false, fmt.Errorf("proxy: snapshot entry %q refers to a missing record", se.Key)
+	}
+	e := &cachestore.Entry{
+		Key: se.Key, Stored: se.Stored, Date: se.Date, Status: se.Status, Flags: se.Flags &^ flagIndexed,
+		Lifetime: se.Lifetime, InitialAge: se.InitialAge, StaleRevalidate: se.StaleRevalidate, StaleError: se.StaleError,
+	}
+	if hok {
+		e.Header = p.headers.Put(hr.Bytes(), hr.Body().Hash(), parseBlock) // finds it: a reference, no copy
+	}
+	if bok {
+		e.Body = p.bodies.Put(br.Bytes(), br.Body().Hash(), nil)
+	}
+	switch {
+	case x.vary != "":
+		e.Extra = varyIndex(x.vary)
+	case x.etag != "" || x.lm != "":
+		v := &validators{v: [2]string{x.etag, x.lm}}
+		if first := shared[se.Body]; first != nil && first.v == v.v {
+			e.Extra = bodyValidators{first} // charged to the first entry with them
+		} else {
+			e.Extra = v
+			if se.Body != 0 && first == nil {
+				shared[se.Body] = v
+			}
+		}
+	}
+	var ttl time.Duration
+	if se.Expires != 0 {
+		ttl = time.Unix(se.Expires, 0).Sub(now)
+	}
+	h, ph, _ := entryHashes(e)
+	if x.vary == "" {
+		primary, _, _ := strings.Cut(e.Key, "\x00")
+		host, _, _ := strings.Cut(primary, " ")
+		p.index.stored(h, ph, host, e, x.tags)
+	}
+	return p.store.Set(h, e, ttl), nil
+}
