@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,10 +36,30 @@ func TestWarmRestart(t *testing.T) {
 		bodies[i] = string(r.body)
 	}
 	before := c1.stats(t)
+	// Under load: clients keep asking for stored objects while the cache
+	// stops (they get hits, then refused connections).
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for g := range 4 {
+		load.Go(func() {
+			for i := g; ; i += 4 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				do(http.MethodGet, c1.url+path(i%n))
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
 	if err := c1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code, ok := c1.exitCode(stopTimeout); !ok || code != 0 {
+	code, ok := c1.exitCode(stopTimeout)
+	close(stop)
+	load.Wait()
+	if !ok || code != 0 {
 		t.Fatalf("first cache: exit %d (exited %v); want 0", code, ok)
 	}
 	fi, err := os.Stat(snap)
