@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -78,7 +77,7 @@ func TestWarmRestart(t *testing.T) {
 	// on another port, so the requests name the first cache's).
 	host := strings.TrimPrefix(c1.url, "http://")
 	for i := range n {
-		r := getHost(t, c2.url+path(i), host)
+		r := send(http.MethodGet, c2.url+path(i), "", "Host", host)
 		if r.header.Get("X-Cache") != "HIT" || string(r.body) != bodies[i] {
 			t.Errorf("after restart, GET %s: X-Cache %q, body equal %v; want HIT, the same bytes", path(i), r.header.Get("X-Cache"), string(r.body) == bodies[i])
 		}
@@ -107,29 +106,9 @@ func TestWarmRestart(t *testing.T) {
 	}
 	c3 := startCache(t, cacheOptions{upstream: o.url, args: []string{"-snapshot", bad}})
 	for i := range n {
-		r := getHost(t, c3.url+path(i), host)
+		r := send(http.MethodGet, c3.url+path(i), "", "Host", host)
 		if r.status != http.StatusOK || string(r.body) != bodies[i] {
 			t.Errorf("damaged snapshot, GET %s: %d, body equal %v", path(i), r.status, string(r.body) == bodies[i])
 		}
 	}
-}
-
-// getHost is get with the request's Host set to host.
-func getHost(t *testing.T, url, host string) result {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s (Host %s): %v", url, host, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: reading body: %v", url, err)
-	}
-	return result{status: resp.StatusCode, header: resp.Header, body: b, length: resp.ContentLength}
 }

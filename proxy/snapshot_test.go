@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,21 +74,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	host1 := strings.TrimPrefix(srv1.URL, "http://") // the keys' host: a restarted cache answers for the same
 	get := func(path string, hdr ...string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest("GET", srv2.URL+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = host1
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Add(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return do(t, "GET", srv2.URL+path, append(hdr, "Host", host1)...)
 	}
 	r, err := snap.NewReader(bytes.NewReader(buf.Bytes()))
 	if err != nil {
