@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +33,12 @@ type SnapshotStats struct {
 	Bytes   int64
 }
 
-// WriteSnapshot writes every stored entry to w. Entries stored or evicted
-// meanwhile may or may not be in it. Each entry is pinned while its bytes
-// are written.
+// WriteSnapshot writes every stored entry to w, the most recently stored
+// first: a load that stops at max_memory keeps those. (Hottest first would
+// be better, but the store counts no hits per entry; a response stored
+// recently was asked for recently.) Entries stored or evicted meanwhile
+// may or may not be in it. Each entry is pinned while its bytes are
+// written.
 func (p *Proxy) WriteSnapshot(w *snap.Writer) (SnapshotStats, error) {
 	var all []*cachestore.Entry
 	p.store.Each(func(e *cachestore.Entry) bool {
@@ -42,6 +47,7 @@ func (p *Proxy) WriteSnapshot(w *snap.Writer) (SnapshotStats, error) {
 		}
 		return true
 	})
+	slices.SortFunc(all, func(a, b *cachestore.Entry) int { return cmp.Compare(b.Stored, a.Stored) })
 	var st SnapshotStats
 	ids := make(map[*dedupbody.Body]uint64)
 	var next uint64 // ids: 2n+1 header blocks, 2n+2 bodies
@@ -198,6 +204,9 @@ func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (SnapshotStats, erro
 			return st, err
 		}
 		if se == nil {
+			if p.loadedBytes() >= limit {
+				continue // full: no entry loaded from here on could use it
+			}
 			if id%2 == 1 {
 				r := p.headers.PutCopy(data, dedupbody.Sum(data), parseBlock)
 				if blockOf(r.Body().Aux()) == nil {
@@ -234,7 +243,7 @@ func (p *Proxy) loadEntry(se *snap.Entry, refs map[uint64]dedupbody.Ref, shared 
 	if se.Expires != 0 && now.Unix() >= se.Expires {
 		return false, nil
 	}
-	if p.store.Stats().EntryBytes+p.bodies.Stats().Bytes+p.headers.Stats().Bytes >= limit {
+	if p.loadedBytes() >= limit {
 		return false, nil
 	}
 	x, err := decodeExtra(se.Extra)
@@ -281,4 +290,10 @@ func (p *Proxy) loadEntry(se *snap.Entry, refs map[uint64]dedupbody.Ref, shared 
 		p.index.stored(h, ph, host, e, x.tags)
 	}
 	return p.store.Set(h, e, ttl), nil
+}
+
+// loadedBytes is what the cache holds against max_memory: entries, unique
+// bodies and header blocks (the load's own references included).
+func (p *Proxy) loadedBytes() int64 {
+	return p.store.Stats().EntryBytes + p.bodies.Stats().Bytes + p.headers.Stats().Bytes
 }

@@ -180,3 +180,61 @@ func TestExtraRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotLoadStopsAtMaxMemory: a snapshot larger than the loading
+// cache's max_memory loads the most recently stored entries and stops.
+func TestSnapshotLoadStopsAtMaxMemory(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		_, _ = w.Write(bytes.Repeat([]byte(r.URL.Path), 20_000/len(r.URL.Path))) // distinct, ~20 KB
+	})
+	p1, srv1 := newTestProxy(t, o.URL, nil)
+	const n = 40
+	for i := range n {
+		do(t, "GET", fmt.Sprintf("%s/old/%02d", srv1.URL, i))
+	}
+	time.Sleep(10 * time.Millisecond)
+	for i := range n {
+		do(t, "GET", fmt.Sprintf("%s/new/%02d", srv1.URL, i))
+	}
+	settle(t, p1)
+	var buf bytes.Buffer
+	w, _ := snap.NewWriter(&buf, time.Now())
+	if _, err := p1.WriteSnapshot(w); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+
+	// Room for about half: the new ones.
+	p2, _ := newTestProxy(t, o.URL, func(c *Config) { c.MaxMemory = 1 << 20 })
+	r, err := snap.NewReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p2.LoadSnapshot(r, time.Now())
+	if err != nil || st.Full == 0 || st.Entries == 0 {
+		t.Fatalf("load into 1 MiB: %+v, %v; want some loaded, the rest refused as full", st, err)
+	}
+	settle(t, p2)
+	host := strings.TrimPrefix(srv1.URL, "http://")
+	var oldIn, newIn int
+	for i := range n {
+		for _, dir := range []string{"old", "new"} {
+			path := fmt.Sprintf("/%s/%02d", dir, i)
+			if e, _ := p2.lookup(http.Header{}, host, path, keyHash(host, path)); e != nil {
+				if dir == "old" {
+					oldIn++
+				} else {
+					newIn++
+				}
+			}
+		}
+	}
+	t.Logf("load: %+v; newer loaded %d of %d, older %d", st, newIn, n, oldIn)
+	if newIn < oldIn || oldIn != 0 && newIn != n {
+		t.Errorf("loaded %d of the newer and %d of the older entries; want the newer first", newIn, oldIn)
+	}
+	if mem := p2.store.Stats().EntryBytes + p2.bodies.Stats().Bytes + p2.headers.Stats().Bytes; mem > 1<<20+64<<10 {
+		t.Errorf("memory after load: %d; want about max_memory (1 MiB) at most", mem)
+	}
+}
