@@ -112,3 +112,51 @@ func TestWarmRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotInterval: with snapshot.interval the snapshot is written while
+// the cache runs, so a process killed without SIGTERM (kill -9: no
+// snapshot at exit) still comes back warm from the last one.
+func TestSnapshotInterval(t *testing.T) {
+	t.Parallel()
+	o := startOrigin(t)
+	snap := filepath.Join(t.TempDir(), "cache.snap")
+	const every = 300 * time.Millisecond
+	cfg := writeFile(t, "snap.yaml", fmt.Sprintf("snapshot:\n  path: %q\n  interval: %q\n", snap, every.String()))
+	listen, admin := freeAddrs(t)
+	p := startProc(t, "dedupcache", cacheBin, []string{"-listen", listen, "-admin", admin, "-upstream", o.url, "-config", cfg}, nil)
+	t.Cleanup(p.kill)
+	c1 := &cache{proc: p, url: "http://" + listen, adminURL: "http://" + admin}
+	if err := c1.waitHealthy(); err != nil {
+		p.logOutput(t)
+		t.Fatal(err)
+	}
+	const n = 10
+	path := func(i int) string { return fmt.Sprintf("/obj/%d?size=500", i) }
+	for i := range n {
+		get(t, c1.url+path(i))
+	}
+	stored := time.Now()
+	// A write that ended an interval after the last store began after it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(pollEvery) {
+		if fi, err := os.Stat(snap); err == nil && fi.ModTime().After(stored.Add(every)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.logOutput(t)
+			t.Fatal("no snapshot written within 10 s with snapshot.interval 300ms")
+		}
+	}
+	p.kill()
+	originBefore := o.stats(t).Prefix["/obj"]
+	c2 := startCache(t, cacheOptions{upstream: o.url, args: []string{"-snapshot", snap}})
+	host := strings.TrimPrefix(c1.url, "http://")
+	for i := range n {
+		r := send(http.MethodGet, c2.url+path(i), "", "Host", host)
+		if r.header.Get("X-Cache") != "HIT" {
+			t.Errorf("after kill -9 and restart, GET %s: X-Cache %q, err %v; want HIT", path(i), r.header.Get("X-Cache"), r.err)
+		}
+	}
+	if got := o.stats(t).Prefix["/obj"] - originBefore; got != 0 {
+		t.Errorf("origin requests after restart: %d; want 0", got)
+	}
+}
