@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dedupcache/cachestore/snapshot"
+	"dedupcache/proxy"
 )
 
 // Warm restarts (snapshot.path): the cache is loaded from the snapshot
@@ -63,28 +64,23 @@ func (a *app) writeSnapshot() {
 		}
 	}
 	start := time.Now()
-	var st proxyStats
+	var st proxy.SnapshotStats
 	err := snapshot.WriteFile(path, start, func(w *snapshot.Writer) error {
-		s, err := a.proxy.WriteSnapshot(w)
-		st = proxyStats{s.Entries, s.Bodies, s.Bytes}
+		var err error
+		st, err = a.proxy.WriteSnapshot(w)
 		return err
 	})
+	var size int64
+	if fi, serr := os.Stat(path); serr == nil {
+		size = fi.Size()
+	}
+	a.proxy.NoteSnapshotWrite(st, size, time.Since(start), err)
 	if err != nil {
 		a.logger.Error("snapshot: write failed; the previous file stays", "path", path, "err", err)
 		return
 	}
-	var size int64
-	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
-	}
-	a.logger.Info("snapshot written", "path", path, "entries", st.entries, "records", st.records,
-		"bytes", st.bytes, "file_bytes", size, "seconds", time.Since(start).Seconds())
-}
-
-// proxyStats are the figures writeSnapshot logs.
-type proxyStats struct {
-	entries, records int
-	bytes            int64
+	a.logger.Info("snapshot written", "path", path, "entries", st.Entries, "records", st.Bodies,
+		"bytes", st.Bytes, "file_bytes", size, "seconds", time.Since(start).Seconds())
 }
 
 // startSnapshots writes the snapshot every snapshot.interval until

@@ -117,6 +117,16 @@ func sharedValue(f func(*proxy.SharedStats) float64) func(*proxy.Stats, func(flo
 	}
 }
 
+// snapshotValue is the collect function of an unlabelled snapshot metric:
+// no sample before the first snapshot write or load.
+func snapshotValue(f func(*proxy.SnapshotState) float64) func(*proxy.Stats, func(float64, ...string)) {
+	return func(st *proxy.Stats, emit func(float64, ...string)) {
+		if st.Snapshot != nil {
+			emit(f(st.Snapshot))
+		}
+	}
+}
+
 // statsValue is the collect function of an unlabelled metric.
 func statsValue(f func(*proxy.Stats) int64) func(*proxy.Stats, func(float64, ...string)) {
 	return func(st *proxy.Stats, emit func(float64, ...string)) { emit(float64(f(st))) }
@@ -173,6 +183,26 @@ var statsMetrics = []statsMetric{
 		}),
 	newStatsMetric("shared_purge_log_lag_seconds", "How far this instance's purge follower is behind the purge log.",
 		prometheus.GaugeValue, nil, sharedValue(func(s *proxy.SharedStats) float64 { return s.StreamLagSeconds })),
+	newStatsMetric("snapshot_writes_total", "Snapshot writes (snapshot.path), by result (ok, error); absent before the first write or load.",
+		prometheus.CounterValue, []string{"result"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Snapshot; s != nil {
+				emit(float64(s.Writes), "ok")
+				emit(float64(s.WriteErrors), "error")
+			}
+		}),
+	newStatsMetric("snapshot_last_write_timestamp_seconds", "When the last good snapshot write ended (unix time; 0: none yet).",
+		prometheus.GaugeValue, nil, snapshotValue(func(s *proxy.SnapshotState) float64 { return s.LastWriteUnix })),
+	newStatsMetric("snapshot_last_write_duration_seconds", "How long the last good snapshot write took.",
+		prometheus.GaugeValue, nil, snapshotValue(func(s *proxy.SnapshotState) float64 { return s.LastWriteSeconds })),
+	newStatsMetric("snapshot_last_write_bytes", "Size of the snapshot file last written.",
+		prometheus.GaugeValue, nil, snapshotValue(func(s *proxy.SnapshotState) float64 { return float64(s.LastWriteBytes) })),
+	newStatsMetric("snapshot_entries", "Entries in the last snapshot written, and loaded at start.",
+		prometheus.GaugeValue, []string{"kind"}, func(st *proxy.Stats, emit func(float64, ...string)) {
+			if s := st.Snapshot; s != nil {
+				emit(float64(s.LastWriteEntries), "written")
+				emit(float64(s.LoadedEntries), "loaded")
+			}
+		}),
 	newStatsMetric("requests_total", "Requests answered, by cache result (hit, miss, stale, bypass).",
 		prometheus.CounterValue, []string{"result"}, func(st *proxy.Stats, emit func(float64, ...string)) {
 			emit(float64(st.Hits), "hit")

@@ -88,6 +88,18 @@ func TestWarmRestart(t *testing.T) {
 	if got := o.stats(t).Prefix["/obj"] - originBefore; got != 0 {
 		t.Errorf("origin requests after restart: %d; want 0", got)
 	}
+	var full struct {
+		Snapshot struct {
+			LoadedEntries int64 `json:"loaded_entries"`
+		} `json:"snapshot"`
+	}
+	getJSON(t, c2.adminURL+"/api/stats", &full)
+	if full.Snapshot.LoadedEntries != before.Entries {
+		t.Errorf("/api/stats snapshot.loaded_entries: %d; want %d", full.Snapshot.LoadedEntries, before.Entries)
+	}
+	if m := get(t, c2.adminURL+"/metrics"); !strings.Contains(string(m.body), fmt.Sprintf(`dedupcache_snapshot_entries{kind="loaded"} %d`, before.Entries)) {
+		t.Errorf("/metrics lacks dedupcache_snapshot_entries{kind=\"loaded\"} %d", before.Entries)
+	}
 	after := c2.stats(t)
 	if after.BodiesUnique != before.BodiesUnique || after.Entries != before.Entries {
 		t.Errorf("after restart: %d entries over %d bodies; before: %d over %d", after.Entries, after.BodiesUnique, before.Entries, before.BodiesUnique)

@@ -42,6 +42,7 @@ type Proxy struct {
 	templates templates    // the fast listener's shared header templates (fast.go)
 	headers   *dedupbody.Store
 	store     *cachestore.Store
+	snapshots snapshotLog // the last snapshot write and load (snapshot.go)
 	rp        *httputil.ReverseProxy
 	handler   http.HandlerFunc // serve, behind the access log
 	// writeAccess writes one access log line (see newAccessWriter).

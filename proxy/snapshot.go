@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"dedupcache/cachestore"
@@ -183,8 +184,9 @@ func decodeExtra(b []byte) (decodedExtra, error) {
 // A damaged record is skipped (an entry referring to a skipped body with
 // it); a damaged file ends the load with the error, the entries read until
 // then kept.
-func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (SnapshotStats, error) {
-	var st SnapshotStats
+func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (st SnapshotStats, err error) {
+	start := time.Now()
+	defer func() { p.noteLoad(st, time.Since(start)) }()
 	refs := make(map[uint64]dedupbody.Ref) // the load's own reference to each record's bytes
 	shared := make(map[uint64]*validators) // per body id: the validators its first entry kept
 	defer func() {
@@ -296,4 +298,64 @@ func (p *Proxy) loadEntry(se *snap.Entry, refs map[uint64]dedupbody.Ref, shared 
 // bodies and header blocks (the load's own references included).
 func (p *Proxy) loadedBytes() int64 {
 	return p.store.Stats().EntryBytes + p.bodies.Stats().Bytes + p.headers.Stats().Bytes
+}
+
+// SnapshotState is what /api/stats and /metrics show of snapshots.
+type SnapshotState struct {
+	Writes           int64   `json:"writes"`             // snapshots written
+	WriteErrors      int64   `json:"write_errors"`       // writes that failed (the previous file stays)
+	LastWriteUnix    float64 `json:"last_write_unix"`    // when the last good write ended (0: none)
+	LastWriteSeconds float64 `json:"last_write_seconds"` // how long it took
+	LastWriteEntries int64   `json:"last_write_entries"` // entries it holds
+	LastWriteBytes   int64   `json:"last_write_bytes"`   // the file's size
+	LoadedEntries    int64   `json:"loaded_entries"`     // entries the start loaded
+	LoadSkipped      int64   `json:"load_skipped"`       // damaged records or entries the start skipped
+	LoadSeconds      float64 `json:"load_seconds"`
+}
+
+// snapshotLog keeps a SnapshotState.
+type snapshotLog struct {
+	mu  sync.Mutex
+	st  SnapshotState
+	any bool
+}
+
+func (l *snapshotLog) state() *SnapshotState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.any {
+		return nil
+	}
+	st := l.st
+	return &st
+}
+
+// NoteSnapshotWrite records a snapshot write (main's, which knows whether
+// the file made it to disk): its figures, the file's size, how long it
+// took and its error.
+func (p *Proxy) NoteSnapshotWrite(st SnapshotStats, fileBytes int64, took time.Duration, err error) {
+	l := &p.snapshots
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.any = true
+	if err != nil {
+		l.st.WriteErrors++
+		return
+	}
+	l.st.Writes++
+	l.st.LastWriteUnix = float64(time.Now().UnixNano()) / 1e9
+	l.st.LastWriteSeconds = took.Seconds()
+	l.st.LastWriteEntries = int64(st.Entries)
+	l.st.LastWriteBytes = fileBytes
+}
+
+// noteLoad records a snapshot load.
+func (p *Proxy) noteLoad(st SnapshotStats, took time.Duration) {
+	l := &p.snapshots
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.any = true
+	l.st.LoadedEntries += int64(st.Entries)
+	l.st.LoadSkipped += int64(st.Skipped)
+	l.st.LoadSeconds += took.Seconds()
 }

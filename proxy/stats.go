@@ -58,6 +58,9 @@ type Stats struct {
 
 	// Shared is the shared tier's state; nil without one.
 	Shared *SharedStats `json:"shared,omitempty"`
+	// Snapshot is the last snapshot write and load; nil when there was
+	// neither (no snapshot.path).
+	Snapshot *SnapshotState `json:"snapshot,omitempty"`
 }
 
 // Stats returns the current figures.
@@ -119,6 +122,7 @@ func (p *Proxy) Stats() Stats {
 		sh := p.cfg.Shared.Stats()
 		st.Shared = &sh
 	}
+	st.Snapshot = p.snapshots.state()
 	return st
 }
 
