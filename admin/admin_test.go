@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"dedupcache/internal/testutil"
 	"dedupcache/policy"
 	"dedupcache/proxy"
 )
@@ -22,7 +24,7 @@ import (
 // TestMain keeps the purge records out of the test output.
 func TestMain(m *testing.M) {
 	slog.SetDefault(slog.New(slog.DiscardHandler))
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...) // and fails the package if a goroutine outlives the tests
 }
 
 // newOrigin starts a test upstream serving h.
