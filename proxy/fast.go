@@ -10,14 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
-	"weak"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -331,13 +328,7 @@ func (p *Proxy) writeFastHit(ctx *fasthttp.RequestCtx, e *cachestore.Entry, age 
 		return false
 	}
 	rh := &ctx.Response.Header
-	t.tmpl.hdr.CopyTo(rh)
-	if len(t.etag) > 0 {
-		rh.AddBytesKV(etagKey, t.etag)
-	}
-	if len(t.lastModified) > 0 {
-		rh.AddBytesKV(lastModifiedKey, t.lastModified)
-	}
+	t.hdr.CopyTo(rh)
 	if v := validatorsOf(e); v != nil {
 		if v.v[0] != "" {
 			rh.AddBytesKV(etagKey, s2b(v.v[0]))
@@ -372,73 +363,19 @@ var (
 	lastModifiedKey = []byte("Last-Modified")
 )
 
-// fastHead is a header block's fast form: its template (the block without
-// the fields that identify a representation, ETag and Last-Modified, in
-// fasthttp's parsed form with a Date field the hit overwrites, shared by
-// every block with the same other fields) and those two values, views of
-// the block. A hit copies the template (no per-field work) and adds the
-// two. Parsed, a header takes about 1.1 KB of heap, four times the block:
-// one per block was most of a stored key's heap when every body differs
-// (BENCHMARKS.md, issue 12).
+// fastHead is a header block's fast form: the block in fasthttp's parsed
+// form, with a Date field the hit overwrites. A hit copies it (no
+// per-field work) and adds the entry's validators, which blocks do not hold
+// (see validators), so one form serves every key whose other fields match.
 type fastHead struct {
-	tmpl               *fastTemplate // nil: the block does not parse; such hits take the full path
-	etag, lastModified []byte
-}
-
-// fastTemplate is a parsed template (see fastHead).
-type fastTemplate struct {
-	hdr  *fasthttp.ResponseHeader
-	cost int64 // its heap, estimated (fastHeadCost)
-}
-
-// templates is the set of parsed templates, shared by the blocks whose
-// fast forms use them: weakly held, so that one goes with the last block
-// using it. Their bytes are counted as the cache's slack (see New).
-type templates struct {
-	mu    sync.Mutex
-	m     map[string]weak.Pointer[fastTemplate]
-	bytes atomic.Int64
-}
-
-// get returns the template for text, parsing it (like a header of like's,
-// see parseFastHead) if no block uses it yet; nil if fasthttp refuses it.
-func (ts *templates) get(text string, like *fasthttp.ResponseHeader) *fastTemplate {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if w, ok := ts.m[text]; ok {
-		if t := w.Value(); t != nil {
-			return t
-		}
-	}
-	h := parseFastHead(s2b(text), like)
-	if h == nil {
-		return nil
-	}
-	t := &fastTemplate{hdr: h, cost: fastHeadCost(len(text), strings.Count(text, "\r\n")) + int64(len(text))}
-	ts.bytes.Add(t.cost)
-	runtime.AddCleanup(t, func(c int64) { ts.bytes.Add(-c) }, t.cost)
-	if ts.m == nil {
-		ts.m = make(map[string]weak.Pointer[fastTemplate])
-	}
-	if len(ts.m) >= 1024 && len(ts.m)%1024 == 0 {
-		for k, w := range ts.m { // forget templates no block uses any more
-			if w.Value() == nil {
-				delete(ts.m, k)
-			}
-		}
-	}
-	ts.m[text] = weak.Make(t)
-	return t
+	hdr *fasthttp.ResponseHeader // nil: the block does not parse; such hits take the full path
 }
 
 // datePlaceholder has the length of every IMF-fixdate (RFC 9110 §5.6.7).
 const datePlaceholder = "Thu, 01 Jan 1970 00:00:00 GMT"
 
-// fastHeadSize is the heap of a fastHead.
-const fastHeadSize = 64
-
-// fastHeadCost estimates the heap of a parsed template: the header, its
-// field array and a copy of every name and value.
+// fastHeadCost estimates the heap of a block's fast form: the fastHead,
+// the parsed header, its field array and a copy of every name and value.
 func fastHeadCost(blockLen, fields int) int64 {
 	return int64(400 + 64*(fields+1) + blockLen + len(datePlaceholder))
 }
@@ -452,7 +389,7 @@ func (p *Proxy) fastHeadOf(e *cachestore.Entry, like *fasthttp.ResponseHeader) *
 		return nil
 	}
 	if t := b.fast.Load(); t != nil {
-		if t.tmpl == nil {
+		if t.hdr == nil {
 			return nil
 		}
 		return t
@@ -460,24 +397,9 @@ func (p *Proxy) fastHeadOf(e *cachestore.Entry, like *fasthttp.ResponseHeader) *
 	if !noDefaultDate(like) {
 		return nil // not a response of FastServer's: build the form with one that is
 	}
-	t := &fastHead{}
-	var text []byte
-	for _, f := range b.fields {
-		switch {
-		case f.name == "Etag" && len(f.values) == 1:
-			t.etag = s2b(f.values[0])
-			continue
-		case f.name == "Last-Modified" && len(f.values) == 1:
-			t.lastModified = s2b(f.values[0])
-			continue
-		}
-		for _, v := range f.values {
-			text = append(append(append(append(text, f.name...), ": "...), v...), "\r\n"...)
-		}
-	}
-	t.tmpl = p.templates.get(string(text), like)
+	t := &fastHead{hdr: parseFastHead(e.Header.Bytes(), like)}
 	b.fast.CompareAndSwap(nil, t)
-	if t = b.fast.Load(); t.tmpl == nil {
+	if t = b.fast.Load(); t.hdr == nil {
 		return nil
 	}
 	return t

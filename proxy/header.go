@@ -130,10 +130,9 @@ func parseBlock(block []byte) (any, int64) {
 		fields = append(fields, field{name: k, values: vals[start:len(vals):len(vals)]})
 	}
 	// The headerBlock, the fields array, the values array, and the fast
-	// listener's fastHead, counted before it is built so that building it
-	// never changes an entry's cost. Its template is shared, and counted
-	// as the cache's slack (Proxy.slack).
-	extra := int64(48+40*cap(fields)+16*cap(vals)) + fastHeadSize
+	// listener's form of the block (fastHead), counted before it is built
+	// so that building it never changes an entry's cost.
+	extra := int64(48+40*cap(fields)+16*cap(vals)) + fastHeadCost(len(block), n)
 	return &headerBlock{fields: fields}, extra
 }
 

@@ -39,7 +39,6 @@ type Proxy struct {
 	log       *slog.Logger
 	bodies    *dedupbody.Store
 	arena     *arena.Arena // where the bodies' bytes live (see package dedupbody)
-	templates templates    // the fast listener's shared header templates (fast.go)
 	headers   *dedupbody.Store
 	store     *cachestore.Store
 	snapshots snapshotLog // the last snapshot write and load (snapshot.go)
@@ -198,13 +197,12 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// slack is what the cache holds that no entry is charged for: the fast
-// listener's shared header templates, and what the arena holds beyond the
-// bodies' charged bytes (free slots, slab tails, spare slabs). A poison
+// slack is what the cache holds that no entry is charged for: what the
+// arena holds beyond the bodies' charged bytes (free slots, slab tails, spare slabs). A poison
 // build's quarantine (freed slots held back to catch a use after free) is
 // left out, so that tests see the capacity a production build has.
 func (p *Proxy) slack() int64 {
-	return p.templates.bytes.Load() + p.arenaSlack()
+	return p.arenaSlack()
 }
 
 // arenaSlack is the arena's part of slack.

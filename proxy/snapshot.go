@@ -190,8 +190,8 @@ func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (st SnapshotStats, e
 	refs := make(map[uint64]dedupbody.Ref) // the load's own reference to each record's bytes
 	shared := make(map[uint64]*validators) // per body id: the validators its first entry kept
 	defer func() {
-		for _, r := range refs {
-			r.Release()
+		for _, ref := range refs {
+			ref.Release()
 		}
 		p.store.Wait()
 	}()
@@ -210,12 +210,12 @@ func (p *Proxy) LoadSnapshot(r *snap.Reader, now time.Time) (st SnapshotStats, e
 				continue // full: no entry loaded from here on could use it
 			}
 			if id%2 == 1 {
-				r := p.headers.PutCopy(data, dedupbody.Sum(data), parseBlock)
-				if blockOf(r.Body().Aux()) == nil {
-					r.Release()
+				ref := p.headers.PutCopy(data, dedupbody.Sum(data), parseBlock)
+				if blockOf(ref.Body().Aux()) == nil {
+					ref.Release()
 					continue // not a header block of ours: its entries are skipped
 				}
-				refs[id] = r
+				refs[id] = ref
 			} else {
 				refs[id] = p.bodies.PutCopy(data, dedupbody.Sum(data), nil)
 			}

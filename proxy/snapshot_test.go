@@ -35,6 +35,34 @@ func snapshotOrigin() http.HandlerFunc {
 	}
 }
 
+// writeSnapshot writes p's entries to a snapshot in memory.
+func writeSnapshot(t *testing.T, p *Proxy) ([]byte, SnapshotStats) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := snap.NewWriter(&buf, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.WriteSnapshot(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), st
+}
+
+// loadSnapshot loads file into p as of now.
+func loadSnapshot(t *testing.T, p *Proxy, file []byte, now time.Time) (SnapshotStats, error) {
+	t.Helper()
+	r, err := snap.NewReader(bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.LoadSnapshot(r, now)
+}
+
 // TestSnapshotRoundTrip: a snapshot written by one proxy and loaded into a
 // new one brings back every entry (byte-identical bodies, the same
 // validators, Vary variants, surrogate keys), each body stored once, with
@@ -51,18 +79,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	do(t, "GET", srv1.URL+"/never")
 	settle(t, p1)
-	var buf bytes.Buffer
-	w, err := snap.NewWriter(&buf, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wst, err := p1.WriteSnapshot(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	file, wst := writeSnapshot(t, p1)
 	// n keys, 2 variants and their index; not the hit-for-miss marker.
 	if wst.Entries != n+3 {
 		t.Errorf("written: %d entries; want %d", wst.Entries, n+3)
@@ -76,11 +93,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Helper()
 		return do(t, "GET", srv2.URL+path, append(hdr, "Host", host1)...)
 	}
-	r, err := snap.NewReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lst, err := p2.LoadSnapshot(r, time.Now())
+	lst, err := loadSnapshot(t, p2, file, time.Now())
 	if err != nil || lst.Entries != n+3 || lst.Skipped != 0 || lst.Expired != 0 {
 		t.Fatalf("load: %+v, %v; want %d entries, nothing skipped", lst, err, n+3)
 	}
@@ -130,18 +143,9 @@ func TestSnapshotSkipsExpired(t *testing.T) {
 		do(t, "GET", fmt.Sprintf("%s/k/%d", srv1.URL, i))
 	}
 	settle(t, p1)
-	var buf bytes.Buffer
-	w, _ := snap.NewWriter(&buf, time.Now())
-	if _, err := p1.WriteSnapshot(w); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.Close()
+	file, _ := writeSnapshot(t, p1)
 	p2, _ := newTestProxy(t, o.URL, nil)
-	r, err := snap.NewReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := p2.LoadSnapshot(r, time.Now().Add(30*24*time.Hour))
+	st, err := loadSnapshot(t, p2, file, time.Now().Add(30*24*time.Hour))
 	if err != nil || st.Entries != 0 || st.Expired != 3 {
 		t.Errorf("load a month later: %+v, %v; want 3 expired, none loaded", st, err)
 	}
@@ -198,20 +202,11 @@ func TestSnapshotLoadStopsAtMaxMemory(t *testing.T) {
 		do(t, "GET", fmt.Sprintf("%s/new/%02d", srv1.URL, i))
 	}
 	settle(t, p1)
-	var buf bytes.Buffer
-	w, _ := snap.NewWriter(&buf, time.Now())
-	if _, err := p1.WriteSnapshot(w); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.Close()
+	file, _ := writeSnapshot(t, p1)
 
 	// Room for about half: the new ones.
 	p2, _ := newTestProxy(t, o.URL, func(c *Config) { c.MaxMemory = 1 << 20 })
-	r, err := snap.NewReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := p2.LoadSnapshot(r, time.Now())
+	st, err := loadSnapshot(t, p2, file, time.Now())
 	if err != nil || st.Full == 0 || st.Entries == 0 {
 		t.Fatalf("load into 1 MiB: %+v, %v; want some loaded, the rest refused as full", st, err)
 	}
