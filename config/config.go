@@ -162,6 +162,14 @@ type Cache struct {
 	// key does not hold (X-Forwarded-Port, X-Original-URL, ...). Names are
 	// header field names, matched case-insensitively.
 	UnkeyedHeaders []string `yaml:"unkeyed_headers"`
+	// UnkeyedAction is what a request carrying one of UnkeyedHeaders
+	// gets: "strip" (the default: the fields are removed before the
+	// request goes upstream, and it is cached as usual) or "bypass" (it
+	// is forwarded with the fields intact, never answered from the cache
+	// nor stored: X-Cache BYPASS, Cache-Status detail=unkeyed-header), for
+	// origins that need them. Either way no response shaped by them is
+	// ever stored.
+	UnkeyedAction string `yaml:"unkeyed_action"`
 	// MaxInflight is the most concurrent upstream fills that buffer a body
 	// for the cache; past it, responses stream through to the client
 	// uncached. It bounds the memory that bodies being filled can take on
@@ -224,7 +232,21 @@ type Server struct {
 	// they are replaced. Default empty: no peer is trusted. See
 	// [Server.TrustedPrefixes].
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AllowedHosts lists the hosts the proxy listeners answer: exact
+	// names, "*.example.com" (any name below example.com) or IP
+	// addresses, matched case-insensitively with the port ignored,
+	// against the Host (or the host of an absolute-form request target).
+	// Other requests get 421 Misdirected Request before any lookup or
+	// upstream request. Default empty: every host is answered. Applied
+	// on reload.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
+
+// The values of [Cache.UnkeyedAction].
+const (
+	UnkeyedStrip  = "strip"
+	UnkeyedBypass = "bypass"
+)
 
 // The values of [Server.Engine].
 const (
@@ -273,7 +295,8 @@ func Default() Config {
 				"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
 				"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
 			},
-			MaxInflight: 64,
+			UnkeyedAction: UnkeyedStrip,
+			MaxInflight:   64,
 		},
 		UpstreamTimeouts: UpstreamTimeouts{
 			Dial:                Duration(5 * time.Second),
@@ -291,6 +314,7 @@ func Default() Config {
 			MaxHeaderBytes:    64 * KiB,
 			ShutdownTimeout:   Duration(15 * time.Second),
 			TrustedProxies:    []string{},
+			AllowedHosts:      []string{},
 		},
 		Log:   Log{Level: "info", Format: "text", Access: "off", AccessSample: 100},
 		Rules: []Rule{},

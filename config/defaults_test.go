@@ -28,6 +28,8 @@ func TestDefaultHoldsEveryDefault(t *testing.T) {
 		{"cache.unkeyed_headers", c.Cache.UnkeyedHeaders, []string{
 			"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
 			"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override"}},
+		{"cache.unkeyed_action (strip: the safe default)", c.Cache.UnkeyedAction, config.UnkeyedStrip},
+		{"server.allowed_hosts (empty: every host)", c.Server.AllowedHosts, []string{}},
 		{"upstream_timeouts.dial", c.UpstreamTimeouts.Dial, config.Duration(5 * time.Second)},
 		{"upstream_timeouts.response_header", c.UpstreamTimeouts.ResponseHeader, config.Duration(30 * time.Second)},
 		{"upstream_timeouts.read", c.UpstreamTimeouts.Read, config.Duration(60 * time.Second)},

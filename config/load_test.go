@@ -237,6 +237,7 @@ log: {level: debug, format: json}
 		PostPaths:            []string{},
 		Keep:                 Duration(10 * time.Minute),
 		UnkeyedHeaders:       Default().Cache.UnkeyedHeaders,
+		UnkeyedAction:        UnkeyedStrip,
 		MaxInflight:          64,
 	}
 	want.UpstreamTimeouts.Idle = Duration(45 * time.Second)

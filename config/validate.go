@@ -75,6 +75,7 @@ func (c Config) Validate() error {
 	}
 	v.headerNames("cache.targeted_cache_control", cc.TargetedCacheControl)
 	v.headerNames("cache.unkeyed_headers", cc.UnkeyedHeaders)
+	v.oneOf("cache.unkeyed_action", cc.UnkeyedAction, UnkeyedStrip, UnkeyedBypass)
 	if cc.MaxInflight < 1 {
 		v.fail("cache.max_inflight", "%d: want 1 or more (concurrent fills that buffer a body for the cache)", cc.MaxInflight)
 	}
@@ -108,6 +109,12 @@ func (c Config) Validate() error {
 	for i, p := range s.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
 			v.fail(fmt.Sprintf("server.trusted_proxies[%d]", i), "%s", err)
+		}
+	}
+
+	for i, h := range s.AllowedHosts {
+		if err := checkHostPattern(h); err != nil {
+			v.fail(fmt.Sprintf("server.allowed_hosts[%d]", i), "%s", err)
 		}
 	}
 
@@ -146,7 +153,7 @@ func (c Config) AccessLogEvery() int {
 // adding its path here (and applying it in the reload code). Read-only.
 var Reloadable = []string{
 	"log.level", "log.access", "log.access_sample", "log.access_format", "admin.token", "cache.grace", "cache.keep",
-	"cache.default_ttl", "cache.debug_headers", "rules", "tls_cert", "tls_key",
+	"cache.default_ttl", "cache.debug_headers", "rules", "tls_cert", "tls_key", "server.allowed_hosts",
 }
 
 // RestartFields returns the dotted paths of the fields that differ between

@@ -111,6 +111,21 @@ var validateTests = []struct {
 		`cache.unkeyed_headers[1]: "x-host" is listed twice`},
 	{"unkeyed header empty", func(c *Config) { c.Cache.UnkeyedHeaders = []string{""} },
 		`cache.unkeyed_headers[0]: "" is not a header field name`},
+	{"unkeyed action bypass", func(c *Config) { c.Cache.UnkeyedAction = UnkeyedBypass }, ""},
+	{"unkeyed action unknown", func(c *Config) { c.Cache.UnkeyedAction = "drop" },
+		`cache.unkeyed_action: "drop" is not one of strip, bypass`},
+	{"unkeyed action empty", func(c *Config) { c.Cache.UnkeyedAction = "" },
+		`cache.unkeyed_action: "" is not one of strip, bypass`},
+	{"allowed hosts", func(c *Config) {
+		c.Server.AllowedHosts = []string{"api.example.com", "*.Example.org", "10.0.0.1", "::1", "[2001:db8::1]", "api.example.com."}
+	}, ""},
+	{"allowed hosts bad", func(c *Config) {
+		c.Server.AllowedHosts = []string{"ok.example", "api.example.com:8080", "http://api.example.com", "*.", "", "a b"}
+	}, `server.allowed_hosts[1]: "api.example.com:8080": want a host name or IP address without a port` + "\n" +
+		`server.allowed_hosts[2]: "http://api.example.com": want a host name or IP address without a port` + "\n" +
+		`server.allowed_hosts[3]: "*." is not a host name (want e.g. example.com or *.example.com)` + "\n" +
+		`server.allowed_hosts[4]: "" is not a host name (want e.g. example.com or *.example.com)` + "\n" +
+		`server.allowed_hosts[5]: "a b" is not a host name (want e.g. example.com or *.example.com)`},
 	{"max_inflight 1", func(c *Config) { c.Cache.MaxInflight = 1 }, ""},
 	{"max_inflight 0", func(c *Config) { c.Cache.MaxInflight = 0 },
 		`cache.max_inflight: 0: want 1 or more (concurrent fills that buffer a body for the cache)`},
@@ -200,6 +215,8 @@ func TestRestartFields(t *testing.T) {
 			c.Cache.Grace, c.Cache.Keep, c.Cache.MaxInflight = Duration(time.Minute), 0, 1
 		}, []string{"cache.max_inflight"}},
 		{"a list field", func(c *Config) { c.Cache.UnkeyedHeaders = []string{"X-Host"} }, []string{"cache.unkeyed_headers"}},
+		{"unkeyed action needs a restart", func(c *Config) { c.Cache.UnkeyedAction = UnkeyedBypass }, []string{"cache.unkeyed_action"}},
+		{"allowed hosts reload", func(c *Config) { c.Server.AllowedHosts = []string{"api.example.com"} }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,5 +259,19 @@ func TestReloadablePathsExist(t *testing.T) {
 		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[Duration]() && f.Type() != reflect.TypeFor[Size]() {
 			t.Errorf("Reloadable path %q names a section, not a setting", path)
 		}
+	}
+}
+
+// TestValidateNamesLine checks that the new proxy-side security settings
+// are reported with the file, line and field of the bad value.
+func TestValidateNamesLine(t *testing.T) {
+	c, err := loadString(t, "upstream: http://127.0.0.1:3000\ncache:\n  unkeyed_action: pass\nserver:\n  allowed_hosts:\n    - api.example.com\n    - \"api.example.com:8443\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `config.yaml:3: cache.unkeyed_action: "pass" is not one of strip, bypass` + "\n" +
+		`config.yaml:7: server.allowed_hosts[1]: "api.example.com:8443": want a host name or IP address without a port`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("Validate:\n%v\nwant:\n%s", err, want)
 	}
 }
