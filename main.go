@@ -363,6 +363,8 @@ func proxyConfig(cfg config.Config) proxy.Config {
 		// Copies: proxy.New canonicalizes header names in place, and cfg's
 		// lists must stay as loaded, or a reload reports them changed.
 		UnkeyedHeaders:        slices.Clone(cfg.Cache.UnkeyedHeaders),
+		UnkeyedBypass:         cfg.Cache.UnkeyedAction == config.UnkeyedBypass,
+		AllowedHosts:          l.proxy.AllowedHosts,
 		MaxInflight:           cfg.Cache.MaxInflight,
 		DefaultTTL:            time.Duration(cfg.Cache.DefaultTTL),
 		DebugHeaders:          cfg.Cache.DebugHeaders,
@@ -383,7 +385,7 @@ func proxyConfig(cfg config.Config) proxy.Config {
 // live is every setting a running process takes from a reload
 // (config.Reloadable), in the form its user wants.
 type live struct {
-	proxy      proxy.Live // cache.grace, cache.keep, log.access, log.access_sample, log.access_format
+	proxy      proxy.Live // cache.grace, cache.keep, log.access, log.access_sample, log.access_format, server.allowed_hosts
 	adminToken string     // admin.token
 	logLevel   string     // log.level
 	tlsCert    string     // tls_cert, re-read on every reload
@@ -403,6 +405,7 @@ func liveOf(cfg config.Config) live {
 			DebugHeaders:    cfg.Cache.DebugHeaders,
 			Rules:           compiledRules(cfg.Rules),
 			PurgeToken:      cfg.Admin.Token,
+			AllowedHosts:    allowedHosts(cfg.Server.AllowedHosts),
 		},
 		adminToken: cfg.Admin.Token,
 		logLevel:   cfg.Log.Level,
@@ -419,6 +422,17 @@ func compiledRules(rs []config.Rule) *rules.Set {
 		return nil
 	}
 	return set
+}
+
+// allowedHosts compiles server.allowed_hosts (nil: every host). Validate
+// has checked it, so an error here cannot happen; if it did, the list
+// would allow no host rather than every host.
+func allowedHosts(list []string) *rules.Hosts {
+	h, err := rules.CompileHosts("server.allowed_hosts", list)
+	if err != nil {
+		return &rules.Hosts{}
+	}
+	return h
 }
 
 // trustedProxies parses server.trusted_proxies (validated: CIDRs or IPs).

@@ -27,7 +27,14 @@ func TestProxyConfig(t *testing.T) {
 				p.ResponseHeaderTimeout == 30*time.Second && p.ReadTimeout == time.Minute &&
 				p.IdleConnTimeout == 90*time.Second && p.MaxIdleConnsPerHost == 256 &&
 				reflect.DeepEqual(p.Policy, policy.DefaultOptions()) &&
-				p.MaxInflight == 64 && slices.Contains(p.UnkeyedHeaders, "X-Original-URL")
+				p.MaxInflight == 64 && slices.Contains(p.UnkeyedHeaders, "X-Original-URL") &&
+				!p.UnkeyedBypass && p.AllowedHosts == nil
+		}},
+		{"unkeyed bypass and allowed hosts", func(c *config.Config) {
+			c.Cache.UnkeyedAction, c.Server.AllowedHosts = config.UnkeyedBypass, []string{"api.example.com", "*.example.org"}
+		}, func(p proxy.Config) bool {
+			return p.UnkeyedBypass && p.AllowedHosts.Len() == 2 && p.AllowedHosts.Allows("API.example.com:8080") &&
+				p.AllowedHosts.Allows("a.example.org") && !p.AllowedHosts.Allows("evil.example")
 		}},
 		{"upstream parsed", func(*config.Config) {}, func(p proxy.Config) bool {
 			return p.Upstream.String() == "http://127.0.0.1:3000/prefix"
@@ -74,18 +81,19 @@ func TestProxyConfig(t *testing.T) {
 func TestLiveOf(t *testing.T) {
 	base := config.Default()
 	changes := map[string]func(*config.Config){
-		"log.level":           func(c *config.Config) { c.Log.Level = "debug" },
-		"log.access":          func(c *config.Config) { c.Log.Access = "on" },
-		"log.access_sample":   func(c *config.Config) { c.Log.Access, c.Log.AccessSample = "sampled", 7 },
-		"admin.token":         func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
-		"cache.grace":         func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
-		"cache.keep":          func(c *config.Config) { c.Cache.Keep = 0 },
-		"log.access_format":   func(c *config.Config) { c.Log.AccessFormat = "combined" },
-		"cache.default_ttl":   func(c *config.Config) { c.Cache.DefaultTTL = config.Duration(time.Minute) },
-		"cache.debug_headers": func(c *config.Config) { c.Cache.DebugHeaders = true },
-		"rules":               func(c *config.Config) { c.Rules = []config.Rule{{Name: "r", PathPrefix: "/x", Bypass: true}} },
-		"tls_cert":            func(c *config.Config) { c.TLSCert = "renewed.pem" },
-		"tls_key":             func(c *config.Config) { c.TLSKey = "renewed-key.pem" },
+		"log.level":            func(c *config.Config) { c.Log.Level = "debug" },
+		"log.access":           func(c *config.Config) { c.Log.Access = "on" },
+		"log.access_sample":    func(c *config.Config) { c.Log.Access, c.Log.AccessSample = "sampled", 7 },
+		"admin.token":          func(c *config.Config) { c.Admin.Token = "t0ken-t0ken-t0ken" },
+		"cache.grace":          func(c *config.Config) { c.Cache.Grace = config.Duration(time.Second) },
+		"cache.keep":           func(c *config.Config) { c.Cache.Keep = 0 },
+		"log.access_format":    func(c *config.Config) { c.Log.AccessFormat = "combined" },
+		"cache.default_ttl":    func(c *config.Config) { c.Cache.DefaultTTL = config.Duration(time.Minute) },
+		"cache.debug_headers":  func(c *config.Config) { c.Cache.DebugHeaders = true },
+		"rules":                func(c *config.Config) { c.Rules = []config.Rule{{Name: "r", PathPrefix: "/x", Bypass: true}} },
+		"tls_cert":             func(c *config.Config) { c.TLSCert = "renewed.pem" },
+		"tls_key":              func(c *config.Config) { c.TLSKey = "renewed-key.pem" },
+		"server.allowed_hosts": func(c *config.Config) { c.Server.AllowedHosts = []string{"api.example.com"} },
 	}
 	for _, field := range config.Reloadable {
 		t.Run(field, func(t *testing.T) {

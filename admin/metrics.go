@@ -253,6 +253,8 @@ var statsMetrics = []statsMetric{
 			emit(float64(st.Invalidated), "invalidated")
 			emit(float64(st.Purged), "purged")
 		}),
+	newStatsMetric("misdirected_requests_total", "Requests refused with 421 Misdirected Request: their host is not in server.allowed_hosts.",
+		prometheus.CounterValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.Misdirected })),
 	newStatsMetric("served_body_bytes_total", "Body bytes written from the cache.",
 		prometheus.CounterValue, nil, statsValue(func(st *proxy.Stats) int64 { return st.ServedBytes })),
 	newStatsMetric("upstream_responses_total", "Upstream exchanges by status class (error: no response).",

@@ -170,6 +170,7 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 		same[`dedupcache_cache_events_total{event="`+ev+`"}`] = float64(v)
 	}
 	same[`dedupcache_served_body_bytes_total`] = float64(st.ServedBytes)
+	same[`dedupcache_misdirected_requests_total`] = float64(st.Misdirected)
 	for class, v := range st.UpstreamByCl {
 		same[`dedupcache_upstream_responses_total{code_class="`+class+`"}`] = float64(v)
 	}
@@ -188,20 +189,21 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 	}
 
 	wantTypes := map[string]string{
-		"dedupcache_requests_total":         "COUNTER",
-		"dedupcache_entries_released_total": "COUNTER",
-		"dedupcache_responses_total":        "COUNTER",
-		"dedupcache_upstream_errors_total":  "COUNTER",
-		"dedupcache_entries":                "GAUGE",
-		"dedupcache_bodies":                 "GAUGE",
-		"dedupcache_header_blocks":          "GAUGE",
-		"dedupcache_body_bytes":             "GAUGE",
-		"dedupcache_memory_bytes":           "GAUGE",
-		"dedupcache_memory_limit_bytes":     "GAUGE",
-		"dedupcache_entry_bytes":            "GAUGE",
-		"dedupcache_dedup_ratio":            "GAUGE",
-		"go_goroutines":                     "GAUGE",
-		"process_resident_memory_bytes":     "GAUGE",
+		"dedupcache_requests_total":             "COUNTER",
+		"dedupcache_entries_released_total":     "COUNTER",
+		"dedupcache_responses_total":            "COUNTER",
+		"dedupcache_upstream_errors_total":      "COUNTER",
+		"dedupcache_misdirected_requests_total": "COUNTER",
+		"dedupcache_entries":                    "GAUGE",
+		"dedupcache_bodies":                     "GAUGE",
+		"dedupcache_header_blocks":              "GAUGE",
+		"dedupcache_body_bytes":                 "GAUGE",
+		"dedupcache_memory_bytes":               "GAUGE",
+		"dedupcache_memory_limit_bytes":         "GAUGE",
+		"dedupcache_entry_bytes":                "GAUGE",
+		"dedupcache_dedup_ratio":                "GAUGE",
+		"go_goroutines":                         "GAUGE",
+		"process_resident_memory_bytes":         "GAUGE",
 	}
 	for name, want := range wantTypes {
 		if got := types[name]; got != want {

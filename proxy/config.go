@@ -76,6 +76,17 @@ type Config struct {
 	// upstream: fields outside the key that could change the response
 	// (X-Forwarded-Port, X-Original-URL, ...). Empty: none.
 	UnkeyedHeaders []string
+	// UnkeyedBypass changes what a request carrying an unkeyed field
+	// gets: forwarded with the field intact, neither looked up nor stored
+	// (X-Cache BYPASS, Cache-Status detail=unkeyed-header), instead of
+	// having it removed. Fetches strip them either way. Default false:
+	// strip.
+	UnkeyedBypass bool
+	// AllowedHosts is the host allow-list of the proxy listeners: a
+	// request for another host gets 421 Misdirected Request before any
+	// lookup or upstream request. Nil (the default): every host. Live:
+	// see [Live.AllowedHosts].
+	AllowedHosts *rules.Hosts
 	// MaxInflight bounds the fetches filling the cache at once; past it a
 	// miss goes upstream on its own and is not stored. Zero: derived from
 	// the in-flight memory (see MaxMemory) and MaxObjectSize.

@@ -59,11 +59,13 @@ func (p *Proxy) FastHandler() fasthttp.RequestHandler {
 		}
 		l := p.live()
 		log := p.sampled(l)
+		// A host not allowed (hosts.go) is refused by serve.
+		fast := fastHostServed(l, &ctx.Request.Header)
 		if !log {
-			if p.fastHit(ctx, l, true) {
+			if fast && p.fastHit(ctx, l, true) {
 				return
 			}
-		} else if start := time.Now(); p.fastHit(ctx, l, false) {
+		} else if start := time.Now(); fast && p.fastHit(ctx, l, false) {
 			p.logFastHit(ctx, start)
 			return
 		}
@@ -195,6 +197,9 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live, miss bool) bool {
 		if len(rq.PeekCanonical(k)) > 0 {
 			return false
 		}
+	}
+	if p.cfg.UnkeyedBypass && p.fastHasUnkeyed(rq) { // unkeyed.go: serve bypasses it
+		return false
 	}
 	f := fieldViews.Get().(*fastFields)
 	defer func() {

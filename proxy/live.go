@@ -33,6 +33,8 @@ type Live struct {
 	PurgeToken string
 	// AccessLogFormat: see [Config.AccessLogFormat].
 	AccessLogFormat AccessFormat
+	// AllowedHosts: see [Config.AllowedHosts].
+	AllowedHosts *rules.Hosts
 }
 
 // AccessFormat is how the access log writes one request.
@@ -290,5 +292,6 @@ func liveOf(cfg Config) Live {
 	return Live{
 		Grace: cfg.Grace, Keep: cfg.Keep, AccessLogEvery: cfg.AccessLogEvery, AccessLogFormat: cfg.AccessLogFormat,
 		DefaultTTL: cfg.DefaultTTL, PurgeToken: cfg.PurgeToken, DebugHeaders: cfg.DebugHeaders, Rules: cfg.Rules,
+		AllowedHosts: cfg.AllowedHosts,
 	}
 }

@@ -44,10 +44,8 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 	}
 	out := pr.Out.Header
 	out.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
-	for _, k := range p.cfg.UnkeyedHeaders {
-		delete(out, k)
-	}
 	f, _ := pr.In.Context().Value(fillKey{}).(*fill)
+	p.dropUnkeyed(out, f) // unkeyed.go
 	if f == nil || f.status == StatusBypass {
 		return
 	}

@@ -78,6 +78,7 @@ type Proxy struct {
 	logSeq      atomic.Uint64 // access log sampling
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
+	misdirected atomic.Int64  // requests refused with 421 (hosts.go)
 	upstream    upstreamStats
 	purgeGen    atomic.Uint64 // bumped by every purge: fetches begun before it do not store
 }

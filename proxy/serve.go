@@ -19,6 +19,8 @@ import (
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	live := p.live() // one snapshot of the reloadable settings per request
 	switch {
+	case p.refuseHost(w, r, live): // hosts.go: 421 before anything else
+		return
 	case r.Method == http.MethodConnect:
 		// A reverse proxy for one upstream does not open tunnels.
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
@@ -32,6 +34,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case isUpgrade(r):
 		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "upgrade"})
+		return
+	case p.unkeyedBypass(r): // unkeyed.go
+		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: detailUnkeyed})
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

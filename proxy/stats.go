@@ -48,6 +48,7 @@ type Stats struct {
 	Refreshes    int64            `json:"refreshes"`          // background refreshes (stale-while-revalidate)
 	Invalidated  int64            `json:"invalidated"`        // entries removed by unsafe requests (RFC 9111 §4.4)
 	Purged       int64            `json:"purged"`             // entries removed by /api/purge
+	Misdirected  int64            `json:"misdirected"`        // requests refused with 421: host not in server.allowed_hosts
 	ServedBytes  int64            `json:"served_bytes"`       // body bytes written from the cache
 	UpstreamByCl map[string]int64 `json:"upstream_responses"` // by status class; "error" = no response
 
@@ -110,6 +111,7 @@ func (p *Proxy) Stats() Stats {
 	st.Refreshes = p.refreshes.Load()
 	st.Invalidated = p.invalidated.Load()
 	st.Purged = p.purged.Load()
+	st.Misdirected = p.misdirected.Load()
 	st.ServedBytes = p.served.Load()
 	st.UpstreamByCl = map[string]int64{"error": p.upstream.byClass[0].Load()}
 	for c := 1; c <= 5; c++ {
