@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"dedupcache/proxy"
 )
@@ -21,6 +22,7 @@ const maxPurgeBody = 1 << 20
 // is set.
 func (a *Admin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	if !a.authorized(w, r) {
+		a.log.Warn("purge refused: no valid token", "remote", r.RemoteAddr, "token_presented", bearerPresented(r))
 		return
 	}
 	req, err := purgeRequest(r)
@@ -33,11 +35,43 @@ func (a *Admin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad url: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	a.log.Info("purge", "urls", len(req.URLs), "prefixes", len(req.Prefixes), "tags", len(req.Tags), "all", req.All,
+	// Who purged what: the peer, whether it showed a token (never the
+	// token), and the first maxLoggedTargets of each list (client-chosen
+	// strings, each cut at maxLoggedLen) beside their counts.
+	a.log.Info("purge", "remote", r.RemoteAddr, "token_presented", bearerPresented(r),
+		"urls", loggedTargets(req.URLs), "url_count", len(req.URLs),
+		"prefixes", loggedTargets(req.Prefixes), "prefix_count", len(req.Prefixes),
+		"tags", loggedTargets(req.Tags), "tag_count", len(req.Tags), "all", req.All,
 		"soft", req.Soft, "purged_entries", res.PurgedEntries, "freed_bytes", res.FreedBytes)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// maxLoggedTargets bounds how many URLs, prefixes and tags (each) a purge
+// record lists; maxLoggedLen bounds each one, in bytes.
+const (
+	maxLoggedTargets = 10
+	maxLoggedLen     = 200
+)
+
+// loggedTargets returns the first maxLoggedTargets values of vs, each cut
+// to maxLoggedLen bytes (a cut value ends in "..."), for a log record.
+func loggedTargets(vs []string) []string {
+	out := make([]string, 0, min(len(vs), maxLoggedTargets))
+	for _, v := range vs[:min(len(vs), maxLoggedTargets)] {
+		if len(v) > maxLoggedLen {
+			v = strings.ToValidUTF8(v[:maxLoggedLen], "") + "..."
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// bearerPresented reports whether r carries a bearer token, right or
+// wrong; the token itself is never logged.
+func bearerPresented(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
 // badPurge is a purge request that cannot be carried out.

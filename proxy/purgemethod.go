@@ -28,7 +28,8 @@ func (p *Proxy) servePurge(w http.ResponseWriter, r *http.Request, token string)
 	pg.key(host, uri)
 	res := pg.result()
 	p.purgeShared(PurgeRequest{Keys: []string{keyString(host, uri)}, Soft: pg.soft})
-	p.log.Info("purge", "method", "PURGE", "host", host, "uri", uri, "soft", pg.soft, "purged_entries", res.PurgedEntries)
+	p.log.Info("purge", "method", "PURGE", "remote", r.RemoteAddr, "token_presented", true,
+		"host", host, "uri", uri, "soft", pg.soft, "purged_entries", res.PurgedEntries)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
 }
