@@ -733,3 +733,183 @@ func TestRFCUnknownStatus299(t *testing.T) {
 		})
 	}
 }
+
+// Issue 16 item 3: with server.allowed_hosts set, a request for a host not
+// listed, by its Host field, by an absolute-form target naming another
+// host (with a listed Host field), or over TLS and HTTP/2, gets 421 on
+// both proxy engines; it never reaches the origin and stores nothing.
+// Listed hosts (wildcards, any port) are cached as before.
+func TestSecurityHostAllowList(t *testing.T) {
+	t.Parallel()
+	for _, engine := range []string{"fasthttp", "net/http"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			cert := newTestCert(t, "allow-list")
+			certFile, keyFile := cert.write(t, t.TempDir())
+			o, c := secPair(t, "server:\n  engine: "+engine+"\n  allowed_hosts: [allowed.example, \"*.apps.example\"]\n"+
+				"listen_tls: \"127.0.0.1:0\"\ntls_cert: "+certFile+"\ntls_key: "+keyFile+"\n")
+			tlsBase := tlsURL(t, c)
+			h2 := tlsClient(false, cert.cert)
+
+			refused := func(what string, status int, hdr http.Header, body []byte) {
+				t.Helper()
+				if status != http.StatusMisdirectedRequest || !bytes.Contains(body, []byte("misdirected request")) {
+					t.Errorf("%s: %d, body %.100q; want 421 with a short text", what, status, body)
+				}
+				if hdr.Get("X-Cache") != "" || hdr.Get("Cache-Control") != "no-store" {
+					t.Errorf("%s: X-Cache %q, Cache-Control %q; want none and no-store", what, hdr.Get("X-Cache"), hdr.Get("Cache-Control"))
+				}
+			}
+			r := send("GET", c.url+"/echo/hosts-evil", "", "Host", "evil.example")
+			refused("Host evil.example", r.status, r.header, r.body)
+			r = send("GET", c.url+"/echo/hosts-suffix", "", "Host", "allowed.example.evil.example")
+			refused("Host allowed.example.evil.example", r.status, r.header, r.body)
+
+			rc := dialRaw(t, strings.TrimPrefix(c.url, "http://"))
+			rc.write(t, "GET http://evil.example/echo/hosts-absolute HTTP/1.1\r\nHost: allowed.example\r\n\r\n")
+			if ar, err := rc.read("GET"); err != nil {
+				t.Errorf("absolute-form: %v", err)
+			} else {
+				refused("absolute-form http://evil.example/ with Host allowed.example", ar.status, ar.header, ar.body)
+			}
+
+			req, _ := http.NewRequest("GET", tlsBase+"/echo/hosts-tls-evil", nil)
+			req.Host = "evil.example"
+			if resp, err := h2.Do(req); err != nil {
+				t.Errorf("TLS: %v", err)
+			} else {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 {
+					t.Errorf("TLS: %s; want HTTP/2", resp.Proto)
+				}
+				refused("TLS, HTTP/2, :authority evil.example", resp.StatusCode, resp.Header, b)
+			}
+
+			// Listed hosts (any case, any port: the port stays in the
+			// key) are cached as before, on both listeners.
+			for i, host := range []string{"allowed.example", "allowed.example", "Allowed.Example:8080"} {
+				r := must(t, "GET Host "+host, send("GET", c.url+"/echo/hosts-ok", "", "Host", host), 200)
+				if want := []string{"MISS", "HIT", "MISS"}[i]; r.header.Get("X-Cache") != want {
+					t.Errorf("GET Host %s: %s; want %s", host, xc(r), want)
+				}
+				c.waitStats(t, func(s stats) bool { return s.ResponsesStored >= 1 })
+			}
+			req, _ = http.NewRequest("GET", tlsBase+"/echo/hosts-tls-ok", nil)
+			req.Host = "x.apps.example"
+			if resp, err := h2.Do(req); err != nil || resp.StatusCode != 200 {
+				t.Errorf("TLS with a listed wildcard host: %v %v; want 200", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+
+			for _, p := range []string{"/echo/hosts-evil", "/echo/hosts-suffix", "/echo/hosts-absolute", "/echo/hosts-tls-evil"} {
+				if l := o.echoLog(t, p); len(l) != 0 {
+					t.Errorf("the origin saw %d requests for %s; want 0 (refused before any forward)", len(l), p)
+				}
+			}
+			var doc struct {
+				Entries     int64 `json:"entries"`
+				Misdirected int64 `json:"misdirected"`
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for getJSON(t, c.adminURL+"/api/stats", &doc); doc.Entries < 3 && time.Now().Before(deadline); getJSON(t, c.adminURL+"/api/stats", &doc) {
+				time.Sleep(pollEvery)
+			}
+			if doc.Entries != 3 || doc.Misdirected != 4 {
+				t.Errorf("stats: entries %d, misdirected %d; want 3 (the listed hosts' answers only) and 4", doc.Entries, doc.Misdirected)
+			}
+		})
+	}
+}
+
+// Issue 16 item 3: the request fields that commonly change an origin's
+// answer without being keyed, in both cache.unkeyed_action modes and on
+// both engines. A first user sends them (and '_' spellings CGI origins
+// read the same); a second user asks for the same URL plainly and must
+// neither see nor be steered by them. strip: the origin never gets them
+// and the one stored answer is the plain one. bypass: the origin gets them,
+// the first user is answered BYPASS and nothing is stored, the second
+// user's plain answer is the one cached, and the first user's next request
+// bypasses it again. X-Forwarded-Host is never a client's: the proxy's own
+// value (the keyed Host) replaces it.
+func TestSecurityUnkeyedHeaderModes(t *testing.T) {
+	t.Parallel()
+	poison := []string{
+		"X-Forwarded-Host", "evil.example", "X-Forwarded-Scheme", "nothttp", "X-Original-URL", "/admin",
+		"X-Rewrite-URL", "/admin2", "X-HTTP-Method-Override", "DELETE", "X_Forwarded_Prefix", "/evilprefix",
+	}
+	seen := func(h http.Header) []string {
+		var out []string
+		for i := 0; i < len(poison); i += 2 {
+			if strings.Contains(strings.Join(h.Values(poison[i]), ","), poison[i+1]) {
+				out = append(out, poison[i])
+			}
+		}
+		return out
+	}
+	shows := func(body []byte) []string {
+		var out []string
+		for i := 1; i < len(poison); i += 2 {
+			if bytes.Contains(body, []byte(poison[i])) {
+				out = append(out, poison[i])
+			}
+		}
+		return out
+	}
+	for _, engine := range []string{"fasthttp", "net/http"} {
+		for _, mode := range []string{"strip", "bypass"} {
+			t.Run(engine+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				o, c := secPair(t, "server:\n  engine: "+engine+"\ncache:\n  unkeyed_action: "+mode+"\n")
+				const path = "/echo/unkeyed"
+				a := must(t, "first user, with the fields", send("GET", c.url+path, "", poison...), 200)
+				if mode == "strip" {
+					if a.header.Get("X-Cache") != "MISS" || len(shows(a.body)) != 0 {
+						t.Errorf("first user: %s, body shows %v; want a MISS built without them", xc(a), shows(a.body))
+					}
+				} else if a.header.Get("X-Cache") != "BYPASS" || !strings.Contains(a.header.Get("Cache-Status"), "detail=unkeyed-header") {
+					t.Errorf("first user: %s; want BYPASS, detail=unkeyed-header", xc(a))
+				}
+				c.waitStats(t, func(s stats) bool { return mode == "bypass" || s.ResponsesStored == 1 })
+				b := must(t, "second user, plain", send("GET", c.url+path, ""), 200)
+				if got := shows(b.body); len(got) != 0 {
+					t.Errorf("second user: the answer shows the first user's %v:\n%s", got, b.body)
+				}
+				wantB := map[string]string{"strip": "HIT", "bypass": "MISS"}[mode]
+				if b.header.Get("X-Cache") != wantB {
+					t.Errorf("second user: %s; want %s", xc(b), wantB)
+				}
+				l := o.echoLog(t, path)
+				wantReqs := map[string]int{"strip": 1, "bypass": 2}[mode]
+				if len(l) != wantReqs {
+					t.Fatalf("origin saw %d requests; want %d", len(l), wantReqs)
+				}
+				if got := seen(l[0].Header); mode == "strip" && len(got) != 0 {
+					t.Errorf("strip: the origin saw the client's %v", got)
+				} else if mode == "bypass" && len(got) != len(poison)/2-1 { // all but X-Forwarded-Host
+					t.Errorf("bypass: the origin saw %v; want every field but X-Forwarded-Host", got)
+				}
+				if xfh := l[0].Header.Get("X-Forwarded-Host"); xfh != strings.TrimPrefix(c.url, "http://") {
+					t.Errorf("the origin saw X-Forwarded-Host %q; want the proxy's own (the request's Host)", xfh)
+				}
+				if got := seen(l[len(l)-1].Header); len(got) != 0 {
+					t.Errorf("the second user's request carried %v upstream", got)
+				}
+				c.waitStats(t, func(s stats) bool { return s.ResponsesStored == 1 })
+				a2 := must(t, "first user again", send("GET", c.url+path, "", poison...), 200)
+				wantA2 := map[string]string{"strip": "HIT", "bypass": "BYPASS"}[mode]
+				if a2.header.Get("X-Cache") != wantA2 {
+					t.Errorf("first user again: %s; want %s", xc(a2), wantA2)
+				}
+				b2 := must(t, "second user again", send("GET", c.url+path, ""), 200)
+				if b2.header.Get("X-Cache") != "HIT" || !bytes.Equal(b2.body, b.body) {
+					t.Errorf("second user again: %s, body %q; want a HIT of %q", xc(b2), b2.body, b.body)
+				}
+				if s := c.stats(t); s.Entries != 1 || s.ResponsesStored != 1 {
+					t.Errorf("entries %d, stored %d; want 1 and 1", s.Entries, s.ResponsesStored)
+				}
+			})
+		}
+	}
+}
