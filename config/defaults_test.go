@@ -28,6 +28,9 @@ func TestDefaultHoldsEveryDefault(t *testing.T) {
 		{"cache.unkeyed_headers", c.Cache.UnkeyedHeaders, []string{
 			"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
 			"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override"}},
+		{"admin.listen (loopback only)", c.Admin.Listen, "127.0.0.1:9091"},
+		{"admin.token (none: loopback needs none)", c.Admin.Token, ""},
+		{"metrics.listen (off)", c.Metrics.Listen, ""},
 		{"cache.unkeyed_action (strip: the safe default)", c.Cache.UnkeyedAction, config.UnkeyedStrip},
 		{"server.allowed_hosts (empty: every host)", c.Server.AllowedHosts, []string{}},
 		{"upstream_timeouts.dial", c.UpstreamTimeouts.Dial, config.Duration(5 * time.Second)},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -911,5 +912,46 @@ func TestSecurityUnkeyedHeaderModes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Issue 16 item 3: server.allowed_hosts applies on SIGHUP. A host cached
+// before the list named it is refused (421, not a HIT of what it stored)
+// once the reloaded list leaves it out; cache.unkeyed_action is reported
+// as needing a restart.
+func TestSecurityHostAllowListReload(t *testing.T) {
+	t.Parallel()
+	o := startOrigin(t)
+	cfg := writeFile(t, "reload.yaml", "server:\n  allowed_hosts: []\n")
+	c := startCache(t, cacheOptions{upstream: o.url, args: []string{"-config", cfg}})
+	const path = "/obj/5?size=50"
+	must(t, "old host, before the list", send("GET", c.url+path, "", "Host", "old.example"), 200)
+	c.waitStats(t, func(s stats) bool { return s.Entries == 1 })
+	if r := must(t, "old host again", send("GET", c.url+path, "", "Host", "old.example"), 200); r.header.Get("X-Cache") != "HIT" {
+		t.Fatalf("old host again: %s; want HIT", xc(r))
+	}
+	if err := os.WriteFile(cfg, []byte("server:\n  allowed_hosts: [new.example]\ncache:\n  unkeyed_action: bypass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(c.stderr.String(), "msg=reloaded"); time.Sleep(pollEvery) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", c.stderr.String())
+		}
+	}
+	if r := send("GET", c.url+path, "", "Host", "old.example"); r.status != http.StatusMisdirectedRequest {
+		t.Errorf("old host after the reload: %d, %s; want 421 (its stored entry must not be served)", r.status, xc(r))
+	}
+	if r := must(t, "new host", send("GET", c.url+path, "", "Host", "new.example"), 200); r.header.Get("X-Cache") != "MISS" {
+		t.Errorf("new host: %s; want MISS", xc(r))
+	}
+	logs := c.stderr.String()
+	if strings.Contains(logs, "field=server.allowed_hosts") || !strings.Contains(logs, "field=cache.unkeyed_action") {
+		t.Errorf("restart warnings: want cache.unkeyed_action and not server.allowed_hosts:\n%s", logs)
+	}
+	if got := o.stats(t).Path["/obj/5"]; got != 2 {
+		t.Errorf("origin requests for /obj/5: %d; want 2 (old host once, new host once)", got)
 	}
 }
