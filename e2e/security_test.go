@@ -955,3 +955,43 @@ func TestSecurityHostAllowListReload(t *testing.T) {
 		t.Errorf("origin requests for /obj/5: %d; want 2 (old host once, new host once)", got)
 	}
 }
+
+// Issue 16 item 6: the binary logs who purged what: the peer, whether a
+// token was presented (never the token), and the URLs, prefixes and tags
+// named; a purge refused for its token is logged too.
+func TestSecurityPurgeLogged(t *testing.T) {
+	t.Parallel()
+	const token = "purge-log-token-0123456789"
+	_, c := secPair(t, "admin:\n  token: "+token+"\n")
+	if r := send("POST", c.adminURL+"/api/purge?url=/obj/1&prefix=/echo/&tag=t1", "", "Authorization", "Bearer wrong"); r.status != 401 {
+		t.Fatalf("purge with a wrong token: %d %v; want 401", r.status, r.err)
+	}
+	if r := send("POST", c.adminURL+"/api/purge?url=/obj/1&prefix=/echo/&tag=t1", "", "Authorization", "Bearer "+token); r.status != 200 {
+		t.Fatalf("purge: %d %v; want 200", r.status, r.err)
+	}
+	want := []string{
+		`msg="purge refused: no valid token" remote=127.0.0.1:`,
+		`msg=purge remote=127.0.0.1:`,
+		`token_presented=true urls=[/obj/1] url_count=1 prefixes=[/echo/] prefix_count=1 tags=[t1] tag_count=1`,
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		logs := c.stderr.String()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(logs, w) {
+				missing = w
+			}
+		}
+		if strings.Contains(logs, token) {
+			t.Fatalf("the token is in the log:\n%s", logs)
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", missing, logs)
+		}
+		time.Sleep(pollEvery)
+	}
+}
