@@ -57,6 +57,10 @@ type Stats struct {
 
 	UptimeSeconds float64 `json:"uptime_seconds"`
 
+	// Index is the size of what the proxy keeps per key beside the entry
+	// store: each bounded by the store's entries or by max_inflight.
+	Index IndexStats `json:"index"`
+
 	// Shared is the shared tier's state; nil without one.
 	Shared *SharedStats `json:"shared,omitempty"`
 	// Snapshot is the last snapshot write and load; nil when there was
@@ -120,11 +124,49 @@ func (p *Proxy) Stats() Stats {
 	st.BodyOverhead = dedupbody.BodyOverhead
 	st.BreakEvenBytes = dedupbody.BodyOverhead
 	st.UptimeSeconds = time.Since(p.started).Seconds()
+	st.Index = p.indexStats()
 	if p.cfg.Shared != nil {
 		sh := p.cfg.Shared.Stats()
 		st.Shared = &sh
 	}
 	st.Snapshot = p.snapshots.state()
+	return st
+}
+
+// IndexStats is the size of the structures kept per key beside the entry
+// store (keyIndex, the table of fetches in flight, the in-flight budget),
+// for checking that none of them outgrows what it is bounded by: the
+// index by the entries stored (each link leaves with its entry), the
+// fetches by max_inflight and their bytes by the in-flight budget.
+type IndexStats struct {
+	VaryKeys      int   `json:"vary_keys"`      // primary keys with indexed Vary variants
+	VaryLinks     int   `json:"vary_links"`     // variants indexed under them
+	Tags          int   `json:"tags"`           // distinct surrogate keys (tags) indexed
+	TaggedEntries int   `json:"tagged_entries"` // entries indexed under a tag
+	Hosts         int   `json:"hosts"`          // hosts with stored entries
+	Fetches       int   `json:"fetches"`        // fetches in the coalescing table (requests may join them)
+	Fills         int   `json:"fills"`          // fetches holding a cache.max_inflight slot
+	InflightBytes int64 `json:"inflight_bytes"` // body bytes they have reserved from the in-flight budget
+}
+
+// indexStats reads the sizes of IndexStats. It counts the variant links
+// key by key, under the index's lock: one step per URL with variants.
+func (p *Proxy) indexStats() IndexStats {
+	var st IndexStats
+	x := p.index
+	x.mu.Lock()
+	st.VaryKeys = len(x.variants)
+	for _, set := range x.variants {
+		st.VaryLinks += len(set)
+	}
+	st.Tags = len(x.tags)
+	st.TaggedEntries = len(x.tagged)
+	st.Hosts = len(x.hosts)
+	x.mu.Unlock()
+	p.streams.mu.Lock()
+	st.Fetches = len(p.streams.m)
+	p.streams.mu.Unlock()
+	st.InflightBytes, st.Fills = p.budget.inUse()
 	return st
 }
 
