@@ -21,7 +21,8 @@ import (
 //     (RawPath kept: /a%2Fb stays /a%2Fb) and its query.
 //   - X-Forwarded-For/-Host/-Proto from the client connection, and Via.
 //   - The unkeyed request fields (Config.UnkeyedHeaders) removed: they
-//     could change the response without being part of the key.
+//     could change the response without being part of the key (with
+//     Config.UnkeyedBypass, from fetches only: see unkeyed.go).
 //   - A fetch: Accept-Encoding reduced to the bucket the key uses; the
 //     client's conditional fields and Range removed (the full response is
 //     fetched and the client's fields are evaluated against it), and the
