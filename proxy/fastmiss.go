@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -84,7 +85,7 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, rq.Len()),
+		Header:     requestHeader(rq),
 		Host:       string(rq.Host()),
 		RequestURI: target,
 		RemoteAddr: addrString(ctx.RemoteAddr()),
@@ -93,15 +94,68 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 	if !rq.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	for k, v := range rq.All() {
-		if string(k) == "Host" {
-			continue // net/http keeps it in r.Host only
-		}
-		key := string(k)
-		r.Header[key] = append(r.Header[key], string(v))
-	}
 	return r.WithContext(fastBase)
 }
+
+// requestHeader converts a client's request header to an http.Header
+// without Host (net/http keeps it in Request.Host), allocating as
+// responseHeader does: common names are shared constants, values point
+// into one copy of their bytes, and each field's value slice is full.
+func requestHeader(rq *fasthttp.RequestHeader) http.Header {
+	n, size := 0, 0
+	for k, v := range rq.All() {
+		n++
+		size += len(v)
+		if _, ok := commonRequestNames[string(k)]; !ok {
+			size += len(k)
+		}
+	}
+	h := make(http.Header, n)
+	buf := make([]byte, 0, size)
+	vals := make([]string, 0, n)
+	str := func(b []byte) string { // a string of b's bytes, copied into buf
+		start := len(buf)
+		buf = append(buf, b...)
+		if len(b) == 0 {
+			return ""
+		}
+		return unsafe.String(&buf[start], len(b)) // buf never grows past size, nor changes
+	}
+	for k, v := range rq.All() {
+		if string(k) == "Host" {
+			continue
+		}
+		key, ok := commonRequestNames[string(k)] // normalized by fasthttp as net/http would
+		if !ok {
+			key = str(k)
+		}
+		if old, dup := h[key]; dup {
+			h[key] = append(old, str(v)) // full: a new array
+			continue
+		}
+		vals = append(vals, str(v))
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	return h
+}
+
+// commonRequestNames are request field names, in net/http's canonical
+// form, that requestHeader uses instead of allocating a copy.
+var commonRequestNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Dnt", "Forwarded",
+		"If-Match", "If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since",
+		"Origin", "Pragma", "Priority", "Range", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile",
+		"Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User",
+		"Te", "Upgrade-Insecure-Requests", "User-Agent", "Via", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id", "X-Requested-With",
+	} {
+		m[k] = k
+	}
+	return m
+}()
 
 // addrString formats a peer address as net/http's RemoteAddr does
 // ("127.0.0.1:4711", "[::1]:4711"), cheaper for TCP addresses.

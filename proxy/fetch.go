@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -295,13 +296,60 @@ func hasToken(lines []string, token string) bool {
 }
 
 // responseHeader converts an upstream response header to an http.Header
-// without its hop-by-hop fields, as ReverseProxy passes a response on.
+// without its hop-by-hop fields, as ReverseProxy passes a response on. It
+// allocates little per field: common names are shared constants, every
+// value points into one copy of the values' bytes, and every field's value
+// slice into one array (each full, so that an Add reallocates).
 func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
-	h := make(http.Header, rh.Len())
+	n, size := 0, 0
 	for k, v := range rh.All() {
-		key := string(k) // fasthttp normalized it as net/http would
-		h[key] = append(h[key], string(v))
+		n++
+		size += len(v)
+		if _, ok := commonNames[string(k)]; !ok {
+			size += len(k)
+		}
+	}
+	h := make(http.Header, n)
+	buf := make([]byte, 0, size)
+	vals := make([]string, 0, n)
+	str := func(b []byte) string { // a string of b's bytes, copied into buf
+		start := len(buf)
+		buf = append(buf, b...)
+		if len(b) == 0 {
+			return ""
+		}
+		return unsafe.String(&buf[start], len(b)) // buf never grows past size, nor changes
+	}
+	for k, v := range rh.All() {
+		key, ok := commonNames[string(k)] // fasthttp normalized it as net/http would
+		if !ok {
+			key = str(k)
+		}
+		if old, dup := h[key]; dup {
+			h[key] = append(old, str(v)) // full: a new array
+			continue
+		}
+		vals = append(vals, str(v))
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	removeHopByHop(h)
 	return h
 }
+
+// commonNames are response field names, in net/http's canonical form, that
+// responseHeader uses instead of allocating a copy.
+var commonNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control", "Cdn-Cache-Control",
+		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+		"Content-Location", "Content-Range", "Content-Security-Policy", "Content-Type", "Date", "Etag",
+		"Expires", "Keep-Alive", "Last-Modified", "Link", "Location", "Pragma", "Server",
+		"Set-Cookie", "Strict-Transport-Security", "Surrogate-Control", "Surrogate-Key", "Trailer",
+		"Transfer-Encoding", "Vary", "Via", "X-Content-Type-Options", "X-Frame-Options",
+		"X-Powered-By", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()

@@ -21,8 +21,15 @@ var notStored = []string{"Date", "Age", "X-Cache", "Cache-Status", "Content-Leng
 // notStored, and strip.
 func storedHeader(h http.Header, strip []string) http.Header {
 	out := make(http.Header, len(h))
+	n := 0
+	for _, v := range h {
+		n += len(v)
+	}
+	vals := make([]string, 0, n) // one array for all values, each slice full
 	for k, v := range h {
-		out[k] = slices.Clone(v)
+		start := len(vals)
+		vals = append(vals, v...)
+		out[k] = vals[start:len(vals):len(vals)]
 	}
 	policy.RemoveHopByHop(out)
 	for _, k := range notStored {
