@@ -294,6 +294,7 @@ func Default() Config {
 			UnkeyedHeaders: []string{
 				"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
 				"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+				"X-Forwarded-Path", "X-Forwarded-Uri", "X-Original-Host", "X-HTTP-Method", "X-Method-Override", "X-Original-Method",
 			},
 			UnkeyedAction: UnkeyedStrip,
 			MaxInflight:   64,

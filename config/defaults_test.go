@@ -27,7 +27,8 @@ func TestDefaultHoldsEveryDefault(t *testing.T) {
 		{"cache.max_inflight", c.Cache.MaxInflight, 64},
 		{"cache.unkeyed_headers", c.Cache.UnkeyedHeaders, []string{
 			"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
-			"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override"}},
+			"X-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+			"X-Forwarded-Path", "X-Forwarded-Uri", "X-Original-Host", "X-HTTP-Method", "X-Method-Override", "X-Original-Method"}},
 		{"admin.listen (loopback only)", c.Admin.Listen, "127.0.0.1:9091"},
 		{"admin.token (none: loopback needs none)", c.Admin.Token, ""},
 		{"metrics.listen (off)", c.Metrics.Listen, ""},

@@ -839,6 +839,7 @@ func TestSecurityUnkeyedHeaderModes(t *testing.T) {
 	poison := []string{
 		"X-Forwarded-Host", "evil.example", "X-Forwarded-Scheme", "nothttp", "X-Original-URL", "/admin",
 		"X-Rewrite-URL", "/admin2", "X-HTTP-Method-Override", "DELETE", "X_Forwarded_Prefix", "/evilprefix",
+		"X-Method-Override", "PATCH", "X-Forwarded-Uri", "/evil-uri", "X-Original-Host", "evil-host.example",
 	}
 	seen := func(h http.Header) []string {
 		var out []string
