@@ -102,12 +102,14 @@ func crossSite(r *http.Request) bool {
 func (a *Admin) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.hosts.allows(r.Host, *a.token.Load() != "") {
+			a.refused(r, "host")
 			w.Header().Set("Cache-Control", "no-store")
 			http.Error(w, fmt.Sprintf("admin: Host %q is not served here: use localhost or the listen address, or add the name to admin.allowed_hosts", r.Host),
 				http.StatusMisdirectedRequest)
 			return
 		}
 		if crossSite(r) {
+			a.refused(r, "cross-site")
 			w.Header().Set("Cache-Control", "no-store")
 			http.Error(w, "admin: cross-site "+r.Method+" refused (Origin or Sec-Fetch-Site names another site); send it from the dashboard's own origin or without a browser",
 				http.StatusForbidden)
@@ -115,6 +117,15 @@ func (a *Admin) guard(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// refused logs a request the guard turned away (a DNS-rebinding or
+// cross-site attempt leaves a record): who sent it and what it named, each
+// value cut as purge records cut theirs.
+func (a *Admin) refused(r *http.Request, why string) {
+	a.log.Warn("admin request refused", "reason", why, "remote", r.RemoteAddr, "method", r.Method,
+		"path", loggedTargets([]string{r.URL.Path})[0], "host", loggedTargets([]string{r.Host})[0],
+		"origin", loggedTargets([]string{r.Header.Get("Origin")})[0], "sec_fetch_site", loggedTargets([]string{r.Header.Get("Sec-Fetch-Site")})[0])
 }
 
 // authorized reports whether r carries the bearer token, when one is set;

@@ -107,3 +107,65 @@ func TestPurgeLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardRefusalsLogged: a request the guard refuses (a Host it does not
+// serve, a cross-site purge) is logged at Warn with the peer and what it
+// sent, values cut at 200 bytes; a request it serves logs no refusal.
+func TestGuardRefusalsLogged(t *testing.T) {
+	tests := []struct {
+		name   string
+		host   string
+		hdr    []string
+		code   int
+		reason string
+	}{
+		{"rebinding Host", "evil.example:9091", nil, 421, "host"},
+		{"over-long Host", strings.Repeat("h", 300) + ".example", nil, 421, "host"},
+		{"cross-site purge", "127.0.0.1:9091", []string{"Origin", "https://evil.example"}, 403, "cross-site"},
+		{"same-site fetch", "127.0.0.1:9091", []string{"Sec-Fetch-Site", "same-site"}, 403, "cross-site"},
+		{"served", "127.0.0.1:9091", nil, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			a := New(&fakeSource{}, Config{Listen: "127.0.0.1:9091", Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			req := httptest.NewRequest("POST", "/api/purge?url=/x", nil)
+			req.Host = tt.host
+			req.RemoteAddr = "192.0.2.9:5555"
+			for i := 0; i+1 < len(tt.hdr); i += 2 {
+				req.Header.Set(tt.hdr[i], tt.hdr[i+1])
+			}
+			rec := httptest.NewRecorder()
+			a.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.code {
+				t.Fatalf("status %d; want %d", rec.Code, tt.code)
+			}
+			var refusals []map[string]any
+			for line := range strings.Lines(buf.String()) {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if m["msg"] == "admin request refused" {
+					refusals = append(refusals, m)
+				}
+			}
+			if tt.reason == "" {
+				if len(refusals) != 0 {
+					t.Fatalf("a served request logged a refusal: %v", refusals)
+				}
+				return
+			}
+			if len(refusals) != 1 {
+				t.Fatalf("%d refusal records; want 1 (log: %s)", len(refusals), buf.String())
+			}
+			r := refusals[0]
+			if r["level"] != "WARN" || r["reason"] != tt.reason || r["remote"] != "192.0.2.9:5555" || r["method"] != "POST" || r["path"] != "/api/purge" {
+				t.Errorf("record %v; want WARN, reason %s, the peer, POST /api/purge", r, tt.reason)
+			}
+			if h := r["host"].(string); len(h) > 203 {
+				t.Errorf("host logged as %d bytes; want at most 200 and ...", len(h))
+			}
+		})
+	}
+}
