@@ -5,6 +5,17 @@
 //	GET /obj/N   N in [0, -n): body number N mod -k, -size bytes
 //	GET /stats   JSON counters (not counted itself)
 //
+// Two query parameters of /obj/N change its header, not its body (any other
+// query parameter is ignored, so /obj/N?u=1 and /obj/N?u=2 are two cache
+// keys for one object):
+//
+//	max-age=S    Cache-Control: public, max-age=S (S whole seconds, >= 0)
+//	             instead of 3600: a cache revalidates the object every S
+//	             seconds and the origin answers its If-None-Match with 304
+//	tag=T        Surrogate-Key: T (a cache's tag purges)
+//
+// A max-age that is not a whole number of seconds answers 400.
+//
 // Each of the K bodies is filled from a ChaCha8 stream keyed by (-seed, body
 // number), so bodies do not compress and never share content. An object
 // answers 200 with Cache-Control: public, max-age=3600 and a strong ETag
@@ -51,6 +62,7 @@ type origin struct {
 	ok          atomic.Int64 // 200
 	notModified atomic.Int64 // 304
 	notFound    atomic.Int64 // 404 (bad or out-of-range N)
+	badRequest  atomic.Int64 // 400 (bad max-age)
 	bodyBytes   atomic.Int64
 }
 
@@ -94,13 +106,30 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	cc, tag := defaultCacheControl, ""
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		if v, ok := q["max-age"]; ok {
+			s, err := strconv.ParseUint(v[0], 10, 31)
+			if err != nil {
+				o.badRequest.Add(1)
+				http.Error(w, "max-age: want whole seconds", http.StatusBadRequest)
+				return
+			}
+			cc = []string{"public, max-age=" + strconv.FormatUint(s, 10)}
+		}
+		tag = q.Get("tag")
+	}
 	if o.delay > 0 {
 		time.Sleep(o.delay)
 	}
 	obj := &o.objs[i%len(o.objs)]
 	h := w.Header()
-	h["Cache-Control"] = []string{"public, max-age=3600"}
+	h["Cache-Control"] = cc
 	h["Etag"] = []string{obj.etag}
+	if tag != "" {
+		h["Surrogate-Key"] = []string{tag}
+	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && matchETag(inm, obj.etag) {
 		o.notModified.Add(1)
 		w.WriteHeader(http.StatusNotModified)
@@ -115,6 +144,9 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n, _ := w.Write(obj.body)
 	o.bodyBytes.Add(int64(n))
 }
+
+// defaultCacheControl is the Cache-Control of an object without max-age=.
+var defaultCacheControl = []string{"public, max-age=3600"}
 
 // matchETag reports whether an If-None-Match list names etag (weak
 // comparison, as RFC 9110 13.1.2 asks for If-None-Match) or is "*".
@@ -134,6 +166,7 @@ type stats struct {
 	OK          int64 `json:"ok_200"`
 	NotModified int64 `json:"not_modified_304"`
 	NotFound    int64 `json:"not_found_404"`
+	BadRequest  int64 `json:"bad_request_400"`
 	BodyBytes   int64 `json:"body_bytes"`
 	Objects     int   `json:"n"`
 	Bodies      int   `json:"k"`
@@ -142,7 +175,7 @@ type stats struct {
 func (o *origin) snapshot() stats {
 	return stats{
 		ObjRequests: o.requests.Load(), OK: o.ok.Load(), NotModified: o.notModified.Load(),
-		NotFound: o.notFound.Load(), BodyBytes: o.bodyBytes.Load(), Objects: o.n, Bodies: len(o.objs),
+		NotFound: o.notFound.Load(), BadRequest: o.badRequest.Load(), BodyBytes: o.bodyBytes.Load(), Objects: o.n, Bodies: len(o.objs),
 	}
 }
 

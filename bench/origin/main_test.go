@@ -72,9 +72,49 @@ func TestObjects(t *testing.T) {
 	if err := json.Unmarshal(body(t, get(t, o, "/stats")), &st); err != nil {
 		t.Fatal(err)
 	}
-	want := stats{ObjRequests: 9, OK: 4, NotModified: 1, NotFound: 4, BodyBytes: 4000, Objects: 10, Bodies: 3}
+	want := stats{ObjRequests: 9, OK: 4, NotModified: 1, NotFound: 4, BodyBytes: 4000, Objects: 10, Bodies: 3, BadRequest: 0}
 	if st != want {
 		t.Fatalf("stats %+v, want %+v", st, want)
+	}
+}
+
+// max-age= and tag= change the header of an object, not its body or ETag;
+// other query parameters change nothing, and an object revalidates with 304.
+func TestQueryParameters(t *testing.T) {
+	o := newOrigin(10, 3, 100, 1, 0)
+	plain := get(t, o, "/obj/4")
+	b := body(t, plain)
+	short := get(t, o, "/obj/4?max-age=1&tag=r4&u=x")
+	if short.StatusCode != 200 || !bytes.Equal(body(t, short), b) || short.Header.Get("Etag") != plain.Header.Get("Etag") {
+		t.Fatalf("/obj/4?max-age=1: %d, another body or ETag", short.StatusCode)
+	}
+	if cc := short.Header.Get("Cache-Control"); cc != "public, max-age=1" {
+		t.Fatalf("max-age=1: Cache-Control %q", cc)
+	}
+	if sk := short.Header.Get("Surrogate-Key"); sk != "r4" {
+		t.Fatalf("tag=r4: Surrogate-Key %q", sk)
+	}
+	if plain.Header.Get("Surrogate-Key") != "" {
+		t.Fatal("Surrogate-Key without tag=")
+	}
+	other := get(t, o, "/obj/4?u=123")
+	if other.Header.Get("Cache-Control") != "public, max-age=3600" || !bytes.Equal(body(t, other), b) {
+		t.Fatal("an unknown query parameter changed the answer")
+	}
+	if r := get(t, o, "/obj/4?max-age=0", "If-None-Match", plain.Header.Get("Etag")); r.StatusCode != 304 || r.Header.Get("Cache-Control") != "public, max-age=0" {
+		t.Fatalf("revalidation: %d, Cache-Control %q", r.StatusCode, r.Header.Get("Cache-Control"))
+	}
+	for _, q := range []string{"max-age=-1", "max-age=x", "max-age=1.5", "max-age="} {
+		if r := get(t, o, "/obj/4?"+q); r.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400", q, r.StatusCode)
+		}
+	}
+	var st stats
+	if err := json.Unmarshal(body(t, get(t, o, "/stats")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.ObjRequests != 8 || st.OK != 3 || st.NotModified != 1 || st.BadRequest != 4 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
