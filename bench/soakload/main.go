@@ -31,8 +31,8 @@
 //     more than -rss-margin-pct percent plus -rss-margin-mib, when the
 //     goroutine count at the end exceeds the plateau by more than
 //     -goroutine-margin, or when the goroutines do not come back to their
-//     count before the load (plus -goroutine-margin) within -idle-wait of
-//     the clients closing their connections.
+//     count before the load (plus -idle-margin) within -idle-wait of the
+//     clients closing their connections.
 //
 // It prints progress lines, a "RESULT key=value ..." line that soak.sh
 // reads, writes a Markdown report (-report), and exits 1 when a check
@@ -78,6 +78,7 @@ type options struct {
 	rssMarginPct            float64
 	rssMarginMiB            float64
 	goroutineMargin         int64
+	idleMargin              int64
 	idleWait                time.Duration
 	timeout                 time.Duration
 	seedLoad                uint64
@@ -114,8 +115,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.check, "check", false, "check that /api/stats adds up with the requests sent and the origin's counts (needs -admin and -origin)")
 	fs.Float64Var(&o.rssMarginPct, "rss-margin-pct", 10, "VmRSS at the end may exceed the plateau by this percentage ...")
 	fs.Float64Var(&o.rssMarginMiB, "rss-margin-mib", 16, "... plus this many MiB")
-	fs.Int64Var(&o.goroutineMargin, "goroutine-margin", 64, "goroutines allowed above the plateau at the end, and above the count before the load once idle")
-	fs.DurationVar(&o.idleWait, "idle-wait", 30*time.Second, "how long the goroutines have to come back after the load (0: not checked)")
+	fs.Int64Var(&o.goroutineMargin, "goroutine-margin", 128, "goroutines allowed above the plateau at the end of the load (bounded pools may still grow: the fetchers, up to cache.max_inflight, and upstream connections)")
+	fs.Int64Var(&o.idleMargin, "idle-margin", 16, "goroutines allowed above the count before the load once the load is over")
+	fs.DurationVar(&o.idleWait, "idle-wait", 90*time.Second, "how long the goroutines have to come back after the load (0: not checked)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per request: connect, send and whole response")
 	fs.Uint64Var(&o.seedLoad, "load-seed", 1, "seed of the request draw")
 	if err := fs.Parse(args); err != nil {
@@ -533,7 +535,7 @@ func run(o *options) int {
 
 	if o.idleWait > 0 && o.admin != "" {
 		smp.setPhase("idle", nil)
-		res.idleGoroutines, res.idleAfter = idle(pr, res.before.goroutines+o.goroutineMargin, o.idleWait)
+		res.idleGoroutines, res.idleAfter = idle(pr, res.before.goroutines+o.idleMargin, o.idleWait)
 		fmt.Printf("idle: %d goroutines %.1fs after the load (before it: %d)\n", res.idleGoroutines, res.idleAfter.Seconds(), res.before.goroutines)
 	}
 	stopSampling()

@@ -228,7 +228,7 @@ func TestProbeParsing(t *testing.T) {
 // stats do not add up, or that had errors; and passes a clean one.
 func TestJudge(t *testing.T) {
 	mk := func(rss, gor []int64, idle int64, hitsDelta int64, errs int64) *result {
-		o := &options{name: "t", rssMarginPct: 10, rssMarginMiB: 16, goroutineMargin: 64, idleWait: time.Second,
+		o := &options{name: "t", rssMarginPct: 10, rssMarginMiB: 16, goroutineMargin: 64, idleMargin: 16, idleWait: time.Second,
 			check: true, cacheHeader: "X-Cache", sample: time.Second, warmup: 2 * time.Second}
 		m, _ := parseMix("hit=1")
 		res := &result{opts: o, mix: m, load: newPhaseStats("load"), purges: newPurgeStats()}
@@ -262,7 +262,7 @@ func TestJudge(t *testing.T) {
 	cases := map[string]*result{
 		"VmRSS":              mk([]int64{50000, 51000, 60000, 80000}, gor, 20, 100, 0),
 		"goroutines at the":  mk(flat, []int64{700, 720, 760, 800}, 20, 100, 0),
-		"after the load":     mk(flat, gor, 200, 100, 0),
+		"after the load":     mk(flat, gor, 30, 100, 0),
 		"do not add up":      mk(flat, gor, 20, 99, 0),
 		"failed requests in": mk(flat, gor, 20, 100, 3),
 	}

@@ -172,9 +172,9 @@ func (res *result) judge() {
 		if g.last > g.plateau+o.goroutineMargin {
 			fail("goroutines at the end %d > plateau %d + %d", g.last, g.plateau, o.goroutineMargin)
 		}
-		if o.idleWait > 0 && res.idleGoroutines > res.before.goroutines+o.goroutineMargin {
+		if o.idleWait > 0 && res.idleGoroutines > res.before.goroutines+o.idleMargin {
 			fail("goroutines %s after the load %d > %d before it + %d", res.idleAfter.Round(time.Second), res.idleGoroutines,
-				res.before.goroutines, o.goroutineMargin)
+				res.before.goroutines, o.idleMargin)
 		}
 	}
 	if o.check {
@@ -294,7 +294,7 @@ func (res *result) markdown() string {
 			fmt.Fprintf(&b, "| goroutines | %d | %d | %d | %d | %d | %d |\n", g.first, g.min, g.max, g.last, g.plateau, g.plateau+o.goroutineMargin)
 			if o.idleWait > 0 {
 				fmt.Fprintf(&b, "\nGoroutines before the warm pass: %d; %s after the load ended (clients closed): %d (allowed %d).\n",
-					res.before.goroutines, res.idleAfter.Round(100*time.Millisecond), res.idleGoroutines, res.before.goroutines+o.goroutineMargin)
+					res.before.goroutines, res.idleAfter.Round(100*time.Millisecond), res.idleGoroutines, res.before.goroutines+o.idleMargin)
 			}
 		}
 	}
