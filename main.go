@@ -601,7 +601,7 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 	}
 	if tlsp != nil {
 		a.tls = tlsp
-		a.servers = append(a.servers, tlsp.server(cfg.Server, p.Handler(), logger.With("server", "proxy_tls")))
+		a.servers = append(a.servers, tlsp.server(cfg.Server, p.Handler(), p.ConnState, logger.With("server", "proxy_tls")))
 	}
 	if demoLn != nil {
 		a.demo = &named{"demo", newServer(cfg.Server, demo.Handler(), logger.With("server", "demo")), demoLn}
@@ -699,7 +699,9 @@ type server interface {
 // proxyServer returns the proxy listener's server for the configured engine.
 func proxyServer(c config.Server, p *proxy.Proxy, logger *slog.Logger) server {
 	if c.Engine == config.EngineNetHTTP {
-		return netHTTPServer{newServer(c, p.Handler(), logger)}
+		srv := newServer(c, p.Handler(), logger)
+		srv.ConnState = p.ConnState // connections' buffers raise the memory limit
+		return netHTTPServer{srv}
 	}
 	return fastServer{p.FastServer(proxy.FastLimits{
 		ReadHeader:     time.Duration(c.ReadHeaderTimeout),

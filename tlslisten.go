@@ -43,9 +43,12 @@ func newTLSProxy(cfg config.Config, logger *slog.Logger) (*tlsProxy, error) {
 }
 
 // server returns the server for h on t's listener, with the same limits as
-// the plain proxy listener (newServer). HTTP/2 is offered first by ALPN.
-func (t *tlsProxy) server(c config.Server, h http.Handler, logger *slog.Logger) *named {
+// the plain proxy listener (newServer) and its ConnState hook connState
+// (which counts connections toward the memory limit). HTTP/2 is offered
+// first by ALPN.
+func (t *tlsProxy) server(c config.Server, h http.Handler, connState func(net.Conn, http.ConnState), logger *slog.Logger) *named {
 	srv := newServer(c, h, logger)
+	srv.ConnState = connState
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)

@@ -80,7 +80,7 @@ func TestTLSProxy(t *testing.T) {
 	}
 	s := tp.server(cfg.Server, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
-	}), logger)
+	}), nil, logger)
 	srv, ok := any(s.srv).(*http.Server) // any: named.srv need not stay a *http.Server
 	if !ok {
 		t.Fatalf("server is a %T; want *http.Server", s.srv)

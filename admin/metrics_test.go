@@ -171,6 +171,8 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 	}
 	same[`dedupcache_served_body_bytes_total`] = float64(st.ServedBytes)
 	same[`dedupcache_misdirected_requests_total`] = float64(st.Misdirected)
+	same[`dedupcache_client_connections`] = float64(st.ClientConns)
+	same[`dedupcache_client_connection_bytes`] = float64(st.ConnBytes)
 	for class, v := range st.UpstreamByCl {
 		same[`dedupcache_upstream_responses_total{code_class="`+class+`"}`] = float64(v)
 	}
@@ -194,6 +196,8 @@ func TestMetricsMatchTrafficAndStats(t *testing.T) {
 		"dedupcache_responses_total":            "COUNTER",
 		"dedupcache_upstream_errors_total":      "COUNTER",
 		"dedupcache_misdirected_requests_total": "COUNTER",
+		"dedupcache_client_connections":         "GAUGE",
+		"dedupcache_client_connection_bytes":    "GAUGE",
 		"dedupcache_entries":                    "GAUGE",
 		"dedupcache_bodies":                     "GAUGE",
 		"dedupcache_header_blocks":              "GAUGE",

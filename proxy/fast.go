@@ -150,6 +150,7 @@ func (p *Proxy) FastServer(l FastLimits) *fasthttp.Server {
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		Logger:                       fastLogger{p},
+		ConnState:                    p.fastConnState(max(l.MaxHeaderBytes, 4096)),
 	}
 }
 

@@ -79,6 +79,8 @@ type Proxy struct {
 	invalidated atomic.Int64  // entries removed by unsafe requests
 	purged      atomic.Int64  // entries removed by purges
 	misdirected atomic.Int64  // requests refused with 421 (hosts.go)
+	clientConns atomic.Int64  // open client connections on the proxy's listeners (conns.go)
+	connBytes   atomic.Int64  // sum over those connections of their buffers' estimated size
 	upstream    upstreamStats
 	purgeGen    atomic.Uint64 // bumped by every purge: fetches begun before it do not store
 }
@@ -216,15 +218,15 @@ func (p *Proxy) arenaSlack() int64 {
 }
 
 // tuneMemoryLimit keeps the runtime's memory limit at limit minus what
-// the arena maps (see Config.GoMemoryLimit), never below floor, until
-// Close.
+// the arena maps (see Config.GoMemoryLimit), never below floor, plus the
+// open client connections' buffers (conns.go), until Close.
 func (p *Proxy) tuneMemoryLimit(limit, floor int64) {
 	defer p.tunerWG.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	set := int64(-1)
 	for {
-		if want := max(limit-p.arena.Mapped(), floor); want < set-1<<20 || want > set+1<<20 {
+		if want := max(limit-p.arena.Mapped(), floor) + p.connBytes.Load(); want < set-1<<20 || want > set+1<<20 {
 			debug.SetMemoryLimit(want)
 			set = want
 		}

@@ -49,6 +49,8 @@ type Stats struct {
 	Invalidated  int64            `json:"invalidated"`        // entries removed by unsafe requests (RFC 9111 §4.4)
 	Purged       int64            `json:"purged"`             // entries removed by /api/purge
 	Misdirected  int64            `json:"misdirected"`        // requests refused with 421: host not in server.allowed_hosts
+	ClientConns  int64            `json:"client_connections"` // open client connections on the proxy listeners
+	ConnBytes    int64            `json:"connection_bytes"`   // their buffers' estimated memory, added to the Go memory limit
 	ServedBytes  int64            `json:"served_bytes"`       // body bytes written from the cache
 	UpstreamByCl map[string]int64 `json:"upstream_responses"` // by status class; "error" = no response
 
@@ -116,6 +118,8 @@ func (p *Proxy) Stats() Stats {
 	st.Invalidated = p.invalidated.Load()
 	st.Purged = p.purged.Load()
 	st.Misdirected = p.misdirected.Load()
+	st.ClientConns = p.clientConns.Load()
+	st.ConnBytes = p.connBytes.Load()
 	st.ServedBytes = p.served.Load()
 	st.UpstreamByCl = map[string]int64{"error": p.upstream.byClass[0].Load()}
 	for c := 1; c <= 5; c++ {
