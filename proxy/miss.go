@@ -255,6 +255,9 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 			rd.detach()
 		}
 		f.fwd, f.noStore = "miss", true
+		if f.detail == "" {
+			f.detail = "not-shared" // the fetch it waited on had nothing to share with it
+		}
 		p.forward(w, r, f)
 	}
 	if leader {

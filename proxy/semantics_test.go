@@ -642,3 +642,53 @@ func TestHeadFillsCache(t *testing.T) {
 		t.Errorf("origin saw %v; want [GET]", methods)
 	}
 }
+
+// TestWaitersOfUnsharedResponseSayWhy: waiters on a fetch whose response
+// may not be shared (private) each fetch their own, answered BYPASS with
+// detail=not-shared, never with a reason the client did not give
+// (request-no-store).
+func TestWaitersOfUnsharedResponseSayWhy(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		_, _ = io.WriteString(w, "mine")
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	const n = 4
+	type answer struct {
+		status      int
+		body, cache string
+	}
+	answers := make(chan answer, n)
+	for i := range n {
+		go func() {
+			resp, err := http.Get(srv.URL + "/p")
+			if err != nil {
+				answers <- answer{}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, string(b), resp.Header.Get("Cache-Status")}
+		}()
+		if i == 0 {
+			eventually(t, func() bool { return o.hits.Load() == 1 }, func() string { return "the leader's fetch never reached the origin" })
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the waiters join the fetch
+	close(release)
+	waiters := 0
+	for range n {
+		a := <-answers
+		if a.status != 200 || a.body != "mine" || strings.Contains(a.cache, "request-no-store") {
+			t.Errorf("%d %q, Cache-Status %q; want 200 \"mine\", no request-no-store", a.status, a.body, a.cache)
+		}
+		if strings.Contains(a.cache, "detail=not-shared") {
+			waiters++
+		}
+	}
+	if waiters != n-1 {
+		t.Errorf("%d answers say detail=not-shared; want the %d waiters'", waiters, n-1)
+	}
+}
