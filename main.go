@@ -767,6 +767,12 @@ func shutdown(ctx context.Context, logger *slog.Logger, servers ...*named) {
 				logger.Warn("shutdown cut short; closing open connections", "server", s.name, "err", err)
 				s.srv.Close()
 			}
+			if s.ln != nil {
+				// fasthttp's Shutdown does nothing if its Serve has not
+				// taken the listener yet (a signal right at start): Serve
+				// then ends here instead of accepting forever.
+				_ = s.ln.Close()
+			}
 		})
 	}
 	wg.Wait()

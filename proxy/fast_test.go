@@ -38,6 +38,7 @@ func newFastProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, str
 	}()
 	t.Cleanup(func() {
 		_ = fs.Shutdown()
+		_ = ln.Close() // Shutdown before Serve has taken it does nothing (see newTestProxy)
 		<-done
 	})
 	return p, "http://" + ln.Addr().String()
@@ -381,7 +382,13 @@ func TestFastEngine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the whole package again: not in -short")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^Test", "-test.skip", "^TestFastEngine$", "-test.count=1")
+	args := []string{"-test.run", "^Test", "-test.skip", "^TestFastEngine$", "-test.count=1"}
+	if d, ok := t.Deadline(); ok {
+		// The run times out before this one does, so that a test that
+		// hangs there is named, with every goroutine's stack, below.
+		args = append(args, "-test.timeout", max(time.Until(d)-30*time.Second, time.Minute).String())
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "DEDUPCACHE_TEST_ENGINE=fasthttp")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

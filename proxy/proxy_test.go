@@ -78,6 +78,9 @@ func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *ht
 		}()
 		t.Cleanup(func() {
 			_ = fs.Shutdown()
+			// Shutdown before Serve has taken the listener does nothing, and
+			// Serve would then accept forever: closing it ends Serve either way.
+			_ = ln.Close()
 			<-done
 			p.Close()
 		})
