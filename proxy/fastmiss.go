@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -99,44 +98,9 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 
 // requestHeader converts a client's request header to an http.Header
 // without Host (net/http keeps it in Request.Host), allocating as
-// responseHeader does: common names are shared constants, values point
-// into one copy of their bytes, and each field's value slice is full.
+// responseHeader does (fieldsHeader).
 func requestHeader(rq *fasthttp.RequestHeader) http.Header {
-	n, size := 0, 0
-	for k, v := range rq.All() {
-		n++
-		size += len(v)
-		if _, ok := commonRequestNames[string(k)]; !ok {
-			size += len(k)
-		}
-	}
-	h := make(http.Header, n)
-	buf := make([]byte, 0, size)
-	vals := make([]string, 0, n)
-	str := func(b []byte) string { // a string of b's bytes, copied into buf
-		start := len(buf)
-		buf = append(buf, b...)
-		if len(b) == 0 {
-			return ""
-		}
-		return unsafe.String(&buf[start], len(b)) // buf never grows past size, nor changes
-	}
-	for k, v := range rq.All() {
-		if string(k) == "Host" {
-			continue
-		}
-		key, ok := commonRequestNames[string(k)] // normalized by fasthttp as net/http would
-		if !ok {
-			key = str(k)
-		}
-		if old, dup := h[key]; dup {
-			h[key] = append(old, str(v)) // full: a new array
-			continue
-		}
-		vals = append(vals, str(v))
-		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	return h
+	return fieldsHeader(rq.All(), commonRequestNames, "Host")
 }
 
 // commonRequestNames are request field names, in net/http's canonical

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -296,16 +297,24 @@ func hasToken(lines []string, token string) bool {
 }
 
 // responseHeader converts an upstream response header to an http.Header
-// without its hop-by-hop fields, as ReverseProxy passes a response on. It
-// allocates little per field: common names are shared constants, every
-// value points into one copy of the values' bytes, and every field's value
-// slice into one array (each full, so that an Add reallocates).
+// without its hop-by-hop fields, as ReverseProxy passes a response on.
 func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
+	h := fieldsHeader(rh.All(), commonNames, "")
+	removeHopByHop(h)
+	return h
+}
+
+// fieldsHeader builds an http.Header from a fasthttp header's fields
+// (names normalized as net/http's), leaving out the field named skip. It
+// allocates little per field: names found in common are shared constants,
+// every value points into one copy of the values' bytes, and every field's
+// value slice into one array (each full, so that an Add reallocates).
+func fieldsHeader(all iter.Seq2[[]byte, []byte], common map[string]string, skip string) http.Header {
 	n, size := 0, 0
-	for k, v := range rh.All() {
+	for k, v := range all {
 		n++
 		size += len(v)
-		if _, ok := commonNames[string(k)]; !ok {
+		if _, ok := common[string(k)]; !ok {
 			size += len(k)
 		}
 	}
@@ -320,8 +329,11 @@ func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
 		}
 		return unsafe.String(&buf[start], len(b)) // buf never grows past size, nor changes
 	}
-	for k, v := range rh.All() {
-		key, ok := commonNames[string(k)] // fasthttp normalized it as net/http would
+	for k, v := range all {
+		if string(k) == skip {
+			continue
+		}
+		key, ok := common[string(k)]
 		if !ok {
 			key = str(k)
 		}
@@ -332,7 +344,6 @@ func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
 		vals = append(vals, str(v))
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	removeHopByHop(h)
 	return h
 }
 

@@ -312,30 +312,8 @@ func TestStaleIfErrorWaitersSayWhy(t *testing.T) {
 			c.Advance(5 * time.Second)
 			failing.Store(true)
 			const n = 4
-			type answer struct {
-				status      int
-				body, cache string
-			}
-			answers := make(chan answer, n)
-			for i := range n {
-				go func() {
-					resp, err := http.Get(srv.URL + "/d")
-					if err != nil {
-						answers <- answer{}
-						return
-					}
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					answers <- answer{resp.StatusCode, string(b), resp.Header.Get("Cache-Status")}
-				}()
-				if i == 0 {
-					eventually(t, func() bool { return o.hits.Load() == 2 }, func() string { return "the leader's fetch never reached the origin" })
-				}
-			}
-			time.Sleep(200 * time.Millisecond) // the waiters join the fetch
-			close(release)
-			for range n {
-				a := <-answers
+			answers := herd(t, srv.URL+"/d", n, func() bool { return o.hits.Load() == 2 }, release)
+			for _, a := range answers {
 				if a.status != 200 || a.body != "good" || !strings.Contains(a.cache, "detail=stale-if-error") {
 					t.Errorf("%d %q, Cache-Status %q; want 200 \"good\", detail=stale-if-error", a.status, a.body, a.cache)
 				}
@@ -656,31 +634,9 @@ func TestWaitersOfUnsharedResponseSayWhy(t *testing.T) {
 	})
 	_, srv := newTestProxy(t, o.URL, nil)
 	const n = 4
-	type answer struct {
-		status      int
-		body, cache string
-	}
-	answers := make(chan answer, n)
-	for i := range n {
-		go func() {
-			resp, err := http.Get(srv.URL + "/p")
-			if err != nil {
-				answers <- answer{}
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			answers <- answer{resp.StatusCode, string(b), resp.Header.Get("Cache-Status")}
-		}()
-		if i == 0 {
-			eventually(t, func() bool { return o.hits.Load() == 1 }, func() string { return "the leader's fetch never reached the origin" })
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the waiters join the fetch
-	close(release)
+	answers := herd(t, srv.URL+"/p", n, func() bool { return o.hits.Load() == 1 }, release)
 	waiters := 0
-	for range n {
-		a := <-answers
+	for _, a := range answers {
 		if a.status != 200 || a.body != "mine" || strings.Contains(a.cache, "request-no-store") {
 			t.Errorf("%d %q, Cache-Status %q; want 200 \"mine\", no request-no-store", a.status, a.body, a.cache)
 		}
@@ -691,4 +647,41 @@ func TestWaitersOfUnsharedResponseSayWhy(t *testing.T) {
 	if waiters != n-1 {
 		t.Errorf("%d answers say detail=not-shared; want the %d waiters'", waiters, n-1)
 	}
+}
+
+// herdAnswer is what one client of herd got.
+type herdAnswer struct {
+	status      int
+	body, cache string
+}
+
+// herd sends n GETs of url: the first, the leader, until leading (its
+// fetch has reached the origin) holds, then the others, which join its
+// fetch; then it closes release (the origin answers) and returns every
+// client's answer.
+func herd(t *testing.T, url string, n int, leading func() bool, release chan struct{}) []herdAnswer {
+	t.Helper()
+	answers := make(chan herdAnswer, n)
+	for i := range n {
+		go func() {
+			resp, err := http.Get(url)
+			if err != nil {
+				answers <- herdAnswer{}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- herdAnswer{resp.StatusCode, string(b), resp.Header.Get("Cache-Status")}
+		}()
+		if i == 0 {
+			eventually(t, leading, func() string { return "the leader's fetch never reached the origin" })
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the waiters join the fetch
+	close(release)
+	out := make([]herdAnswer, 0, n)
+	for range n {
+		out = append(out, <-answers)
+	}
+	return out
 }
