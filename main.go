@@ -152,6 +152,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
+	if opts.memProfile != "" {
+		defer writeAllocProfile(opts.memProfile, stderr)
+	}
 	cfg, demoLn, code := loadConfig(opts, stderr)
 	if demoLn != nil {
 		defer demoLn.Close()
@@ -198,6 +201,7 @@ type options struct {
 	configPath  string
 	demo        bool
 	cpuProfile  string
+	memProfile  string
 	version     bool
 	check       bool
 	healthcheck string
@@ -227,6 +231,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.String("log-level", def.Log.Level, "log `level`: debug, info, warn or error")
 	fs.String("log-format", def.Log.Format, "log `format`: text or json")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to `file` until exit (benchmarks)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile to `file` at exit (benchmarks)")
 	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	fs.BoolVar(&o.check, "check", false, "load and validate the configuration, print the effective settings and exit: 0 if valid, 2 if not")
 	fs.StringVar(&o.healthcheck, "healthcheck", "", "GET `URL` and exit 0 on a 2xx answer, 1 otherwise (for container health checks)")
@@ -267,6 +272,21 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeAllocProfile writes the heap profile (allocations since start and
+// what is in use) to path.
+func writeAllocProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "dedupcache: -memprofile: %v\n", err)
+	}
 }
 
 // applyOverrides applies on cfg, in this order, the environment variables

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"dedupcache/cachestore"
@@ -171,7 +172,18 @@ func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
 	if lm {
 		b = l[0]
 	}
-	s := a + b // one allocation for both
+	// One allocation for both, and always a new one: a + b returns a
+	// itself when b is empty, and the values are views of the whole
+	// response header's bytes (fieldsHeader), which the entry would keep.
+	var s string
+	switch {
+	case b == "":
+		s = strings.Clone(a)
+	case a == "":
+		s = strings.Clone(b)
+	default:
+		s = a + b
+	}
 	return &validators{v: [2]string{s[:len(a)], s[len(a):]}}, etag, lm
 }
 

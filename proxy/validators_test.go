@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestValidatorsOutOfBlock: a response's ETag and Last-Modified are kept in
@@ -148,5 +149,37 @@ func TestBodyOwnsValidators(t *testing.T) {
 		if resp.Header.Get("X-Cache") != "HIT" || resp.Header.Get("ETag") != want {
 			t.Errorf("%s: X-Cache %q, ETag %q; want HIT, %s", path, resp.Header.Get("X-Cache"), resp.Header.Get("ETag"), want)
 		}
+	}
+}
+
+// TestValidatorsOwnTheirBytes: the validators an entry keeps are a copy,
+// never a view of the response header's values, which share one buffer
+// (fieldsHeader) that a view would keep alive for as long as the entry.
+func TestValidatorsOwnTheirBytes(t *testing.T) {
+	for _, tc := range []struct{ name, etag, lm string }{
+		{"etag", `"abc"`, ""},
+		{"last-modified", "", "Mon, 07 Dec 2026 10:00:00 GMT"},
+		{"both", `"abc"`, "Mon, 07 Dec 2026 10:00:00 GMT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := tc.etag + tc.lm + "other fields' bytes"
+			h := http.Header{}
+			if tc.etag != "" {
+				h["Etag"] = []string{buf[:len(tc.etag)]}
+			}
+			if tc.lm != "" {
+				h["Last-Modified"] = []string{buf[len(tc.etag) : len(tc.etag)+len(tc.lm)]}
+			}
+			v, _, _ := takeValidators(h)
+			if v.v[0] != tc.etag || v.v[1] != tc.lm {
+				t.Fatalf("validators %q, want %q %q", v.v, tc.etag, tc.lm)
+			}
+			lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(buf))), uintptr(unsafe.Pointer(unsafe.StringData(buf)))+uintptr(len(buf))
+			for _, s := range v.v {
+				if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); s != "" && p >= lo && p < hi {
+					t.Fatalf("validator %q is a view of the header's buffer", s)
+				}
+			}
+		})
 	}
 }
