@@ -36,14 +36,9 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 	}
 	var bodyRef dedupbody.Ref
 	v, _, _ := takeValidators(c.hdr)
-	if cap(body) <= len(body)+len(body)/8+64 {
-		// The fetch's buffer is close to its size class: the store keeps
-		// it as it is (readers still streaming from it read the same
-		// immutable bytes) instead of a copy.
-		bodyRef = p.bodies.Put(body, sum, validatorsAux(v))
-	} else {
-		bodyRef = p.bodies.PutCopy(body, sum, validatorsAux(v))
-	}
+	// A copy (into the arena) when the body is new: body is the fetch's
+	// buffer, which goes back to its pool once its readers are done.
+	bodyRef = p.bodies.PutCopy(body, sum, validatorsAux(v))
 	primary := keyString(f.host, f.uri)
 	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
 	if _, origin := c.respHdr["Etag"]; !origin && len(c.hdr["Etag"]) > 0 {

@@ -78,7 +78,7 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 	if err != nil {
 		u = &url.URL{Path: target}
 	}
-	r := &http.Request{
+	r := http.Request{ // on the stack: WithContext makes the one copy
 		Method:     http.MethodGet,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -149,15 +149,14 @@ func (p *Proxy) fastStreamOut(ctx *fasthttp.RequestCtx, s *stream, rd *streamRea
 		length = n
 	}
 	if length >= 0 && length <= smallBody {
-		body, ok := readBody(rd, length)
+		ok := readBody(&ctx.Response, rd, length)
 		rd.detach()
 		if !ok {
 			// Cut off: the client's response breaks off too (its header,
 			// then the connection drops), never a short body as if whole.
+			ctx.Response.ResetBody()
 			ctx.Response.SetBodyStream(cutBody{}, int(length))
-			return
 		}
-		ctx.Response.SetBodyRaw(body)
 		return
 	}
 	// fasthttp writes the header at once, then the body as the fetch
@@ -167,28 +166,20 @@ func (p *Proxy) fastStreamOut(ctx *fasthttp.RequestCtx, s *stream, rd *streamRea
 	ctx.Response.SetBodyStream(&streamBody{p: p, rd: rd}, int(length))
 }
 
-// readBody reads a body of the given length from rd: a view of the
-// stream's buffer when it arrived in one piece, a copy otherwise. It
+// readBody reads a body of the given length from rd into resp's body (a
+// copy: the stream's buffer goes back to its pool once rd detaches). It
 // reports false if the body ended short.
-func readBody(rd *streamReader, length int64) ([]byte, bool) {
-	var body []byte
-	owned := false
-	for int64(len(body)) < length {
+func readBody(resp *fasthttp.Response, rd *streamReader, length int64) bool {
+	n := int64(0)
+	for n < length {
 		b, done, _, _ := rd.next(rd.s.p.ctx)
 		if done {
-			return nil, false
+			return false
 		}
-		switch {
-		case body == nil:
-			body = b // the stream's bytes are immutable once written
-		case !owned:
-			body = append(append(make([]byte, 0, length), body...), b...)
-			owned = true
-		default:
-			body = append(body, b...)
-		}
+		resp.AppendBody(b)
+		n += int64(len(b))
 	}
-	return body, int64(len(body)) == length
+	return n == length
 }
 
 // cutBody is the body of a response whose upstream body broke off.
@@ -255,12 +246,22 @@ func setFastHeader(rh *fasthttp.ResponseHeader, status int, h http.Header) {
 		}
 	}
 	raw = append(raw, "\r\n"...)
-	br := bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16)
+	hr := headReaders.Get().(*headReader)
+	hr.r.Reset(raw)
+	br := &hr.br
+	if len(raw)+16 > headReaderSize {
+		br = bufio.NewReaderSize(&hr.r, len(raw)+16) // the whole header must fit
+	} else {
+		br.Reset(&hr.r)
+	}
 	if err := rh.Read(br); err != nil {
 		// Cannot happen for a header net/http or fasthttp parsed; the
 		// status and fields it has are kept.
 		rh.SetStatusCode(status)
 	}
+	hr.r.Reset(nil)
+	hr.br.Reset(nil)
+	headReaders.Put(hr)
 	// Parsed without a Content-Length, a response would read to the
 	// close: fasthttp infers Connection: close. The body is framed when
 	// it is written (a length, or chunked), and the connection stays.
@@ -268,6 +269,21 @@ func setFastHeader(rh *fasthttp.ResponseHeader, status int, h http.Header) {
 	*buf = raw
 	headBufs.Put(buf)
 }
+
+// headReader is what setFastHeader parses a rendered header from.
+type headReader struct {
+	r  bytes.Reader
+	br bufio.Reader
+}
+
+// headReaderSize is the buffer of a pooled headReader: most headers fit.
+const headReaderSize = 4 << 10
+
+var headReaders = sync.Pool{New: func() any {
+	hr := new(headReader)
+	hr.br = *bufio.NewReaderSize(nil, headReaderSize)
+	return hr
+}}
 
 // fastFollow answers the leader of a fetch that did not turn into a
 // response to stream (an error, a stored entry) with follow, through the

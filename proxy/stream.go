@@ -9,6 +9,7 @@ import (
 
 	"dedupcache/cachestore"
 	"dedupcache/dedupbody"
+	"dedupcache/dedupbody/arena"
 )
 
 // A stream is one upstream fetch made to fill the cache, and the clients
@@ -30,6 +31,13 @@ import (
 // body that is too big, or finds the budget spent, switches the stream to a
 // window: the buffer keeps only what the slowest reader has not read yet,
 // at most streamWindow bytes, and the fetch waits for its readers.
+//
+// The buffers of a stored body come from a pool (see streamBufs) and go
+// back to it once nobody can read them: when the fetch has ended and every
+// reader has detached (users reaches 0). A body is copied into the body
+// store when it is stored, so a miss leaves no garbage for its body's
+// bytes. A reader that attaches after that finds the stream spent (attach
+// fails) and makes its own request.
 type stream struct {
 	p      *Proxy
 	key    string        // primary key: "host uri"
@@ -66,6 +74,10 @@ type stream struct {
 	readers  int  // readers attached
 	offsets  map[*streamReader]int64
 	reserved int64 // bytes reserved from the in-flight budget
+	users    int   // the fetch until release, plus the readers attached and not detached
+	spent    bool  // users reached 0: the pooled buffers are back in the pool
+	pooled   []*[]byte
+	pooled0  [2]*[]byte // pooled's first array
 }
 
 // streamKind is what a fetch turned into.
@@ -90,13 +102,16 @@ const streamStall = 10 * time.Second
 var errStreamAborted = errors.New("proxy: no reader left for a response that is not stored")
 
 func newStream(p *Proxy, key string, f *fill, cancel func()) *stream {
-	return &stream{
+	s := &stream{
 		p: p, key: key, fill: f, cancel: cancel,
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 		offsets: make(map[*streamReader]int64),
+		users:   1, // the fetch
 	}
+	s.pooled = s.pooled0[:0]
+	return s
 }
 
 // signal wakes everyone waiting on s. s.mu must be held.
@@ -181,14 +196,86 @@ func (s *stream) grow(n int) bool {
 		c = min(c, int(s.pend.length)) // never more than announced
 	}
 	c = min(c, int(s.p.cfg.MaxObjectSize))
-	nb := append(dedupbody.Alloc(c), s.buf...) // a size class, as the body store accounts it
-	extra := int64(cap(nb) - cap(s.buf))
+	extra := int64(streamBufSize(c) - cap(s.buf))
 	if !s.p.budget.take(extra) {
-		return false // nb is dropped: rare, and cheaper than asking twice
+		return false
 	}
 	s.reserved += extra
-	s.buf = nb // readers holding the old array keep valid bytes
+	nb, pb := getStreamBuf(c)
+	if pb != nil {
+		s.pooled = append(s.pooled, pb) // back to the pool when the stream is spent
+	}
+	s.buf = append(nb, s.buf...) // readers holding the old array keep valid bytes
 	return true
+}
+
+// streamBufs pools the buffers of stored bodies, by size class: 4 KiB
+// doubled up to maxPooledBuf. A larger body gets a buffer of its own.
+var streamBufs [8]sync.Pool
+
+// maxPooledBuf is the largest pooled stream buffer.
+const maxPooledBuf = 4 << 10 << (len(streamBufs) - 1)
+
+// streamBufClass returns the pool class of a buffer of at least n bytes,
+// or -1 if it is larger than maxPooledBuf.
+func streamBufClass(n int) int {
+	for c := range streamBufs {
+		if n <= 4<<10<<c {
+			return c
+		}
+	}
+	return -1
+}
+
+// streamBufSize returns the capacity getStreamBuf(n) returns.
+func streamBufSize(n int) int {
+	if c := streamBufClass(n); c >= 0 {
+		return 4 << 10 << c
+	}
+	return cap(dedupbody.Alloc(n))
+}
+
+// getStreamBuf returns an empty buffer with room for n bytes, and the
+// pooled slice it is (nil when it is not pooled), for putStreamBufs.
+func getStreamBuf(n int) ([]byte, *[]byte) {
+	c := streamBufClass(n)
+	if c < 0 {
+		return dedupbody.Alloc(n), nil
+	}
+	if pb, _ := streamBufs[c].Get().(*[]byte); pb != nil {
+		return (*pb)[:0], pb
+	}
+	b := make([]byte, 0, 4<<10<<c)
+	return b, &b
+}
+
+// putStreamBufs gives pooled buffers back, poisoned first in a build with
+// the arenapoison tag, so that a read through a buffer given back too early
+// shows in the tests that check every byte served.
+func putStreamBufs(bufs []*[]byte) {
+	for _, pb := range bufs {
+		b := (*pb)[:cap(*pb)]
+		if arena.Poisoned() {
+			for i := range b {
+				b[i] = arena.PoisonByte
+			}
+		}
+		streamBufs[streamBufClass(cap(b))].Put(pb)
+	}
+}
+
+// spendLocked marks s spent once nobody can read its buffers any more,
+// and returns the pooled ones for putStreamBufs (after s.mu is released).
+// s.mu must be held.
+func (s *stream) spendLocked() []*[]byte {
+	if s.users > 0 || s.spent {
+		return nil
+	}
+	s.spent = true
+	s.buf = nil
+	bufs := s.pooled
+	s.pooled = nil
+	return bufs
 }
 
 // show makes held bytes visible to the readers.
@@ -248,45 +335,61 @@ func (s *stream) end(complete bool) {
 
 // release gives back the stream's budget once nothing will read its buffer
 // through the stream any more.
+// release is also the end of the fetch's use of the buffers.
 func (s *stream) release() {
 	s.mu.Lock()
 	s.p.budget.give(s.reserved)
 	s.reserved = 0
+	s.users--
+	bufs := s.spendLocked()
 	s.mu.Unlock()
+	putStreamBufs(bufs)
 }
 
 // streamReader is one client reading a stream's body.
 type streamReader struct {
-	s       *stream
-	off     int64
-	dropped bool
+	s        *stream
+	off      int64
+	dropped  bool
+	detached bool // guarded by s.mu
 }
 
 // attach adds a reader at the start of the body. It fails when the start is
-// no longer buffered (a windowed stream that moved on).
+// no longer buffered (a windowed stream that moved on, or a spent one).
+// The reader must detach, and may use the bytes next returns until then.
 func (s *stream) attach() (*streamReader, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.base > 0 || s.windowed {
+	if s.base > 0 || s.windowed || s.spent {
 		return nil, false // the start of the body is gone
 	}
 	r := &streamReader{s: s}
 	s.offsets[r] = 0
 	s.readers++
+	s.users++
 	return r, true
 }
 
-// detach removes a reader (it finished or its client left).
+// detach removes a reader (it finished or its client left). The bytes its
+// next calls returned may not be read afterwards. Later calls do nothing.
 func (r *streamReader) detach() {
 	s := r.s
 	s.mu.Lock()
+	if r.detached {
+		s.mu.Unlock()
+		return
+	}
+	r.detached = true
 	if _, ok := s.offsets[r]; ok {
 		delete(s.offsets, r)
 		s.readers--
 	}
+	s.users--
 	s.compact()
 	s.signal()
+	bufs := s.spendLocked()
 	s.mu.Unlock()
+	putStreamBufs(bufs)
 }
 
 // next returns the body bytes after the reader's offset, waiting for them.

@@ -340,12 +340,8 @@ func (a *Arena) newSlab(ci int, c *class) (*slab, error) {
 		return nil, err
 	}
 	a.mapped.Add(int64(len(mem)))
-	words := c.slabSize / minClass / 64
-	s := &slab{mem: mem, owner: a, used: make([]uint64, 0, words)}
-	if poison {
-		s.quar = make([]uint64, 0, words)
-	}
-	s.reset(ci, c.slots)
+	s := &slab{mem: mem, owner: a}
+	s.reset(ci, c.slots) // allocates the bitmaps for this class's slots
 	return s, nil
 }
 

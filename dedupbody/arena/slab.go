@@ -34,6 +34,12 @@ const dedicated = -1
 func (s *slab) reset(cls, n int) {
 	s.cls.Store(int32(cls))
 	words := (n + 63) / 64
+	if cap(s.used) < words { // a spare slab taken by a class of smaller slots
+		s.used = make([]uint64, words)
+		if poison {
+			s.quar = make([]uint64, words)
+		}
+	}
 	s.used = s.used[:words]
 	clear(s.used)
 	if tail := n % 64; tail != 0 {

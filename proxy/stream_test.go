@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"dedupcache/dedupbody/arena"
+)
+
+// TestStreamBuffersReturnAfterLastUser: a stored body's buffer comes from
+// a pool and goes back to it only once the fetch has ended and every
+// reader has detached; the bytes a reader got stay intact until it
+// detaches, and a reader that comes after that is refused (it would read
+// a buffer someone else may be filling).
+func TestStreamBuffersReturnAfterLastUser(t *testing.T) {
+	p, _ := newTestProxy(t, "http://127.0.0.1:9", nil)
+	want := bytes.Repeat([]byte("0123456789abcdef"), 512) // 8 KiB: one pooled buffer of its own class
+	for _, tc := range []struct {
+		name       string
+		fetchFirst bool // the fetch ends before the reader detaches
+	}{
+		{"reader-detaches-last", true},
+		{"fetch-ends-last", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStream(p, "h /k", &fill{}, func() {})
+			rd, ok := s.attach()
+			if !ok {
+				t.Fatal("attach to a new stream failed")
+			}
+			if _, err := s.write(want[:4096], false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.write(want[4096:], false); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.pooled) == 0 {
+				t.Fatal("the body's buffer is not a pooled one")
+			}
+			got, _, _, _ := rd.next(context.Background())
+			s.end(true)
+			if tc.fetchFirst {
+				s.release()
+				// Another stream takes buffers from the pool meanwhile.
+				o := newStream(p, "h /o", &fill{}, func() {})
+				_, _ = o.write(bytes.Repeat([]byte{'x'}, len(want)), false)
+				if !bytes.Equal(got, want) {
+					t.Fatal("a reader's bytes changed while it was attached")
+				}
+				rd.detach()
+				o.release()
+			} else {
+				rd.detach()
+				if !bytes.Equal(got, want) || s.spent {
+					t.Fatal("the buffer went back while the fetch still held it")
+				}
+				s.release()
+			}
+			if !s.spent || s.buf != nil {
+				t.Fatal("the stream is not spent after its last user")
+			}
+			if arena.Poisoned() && got[0] != arena.PoisonByte {
+				t.Fatal("a buffer given back is not poisoned in a poison build")
+			}
+			if _, ok := s.attach(); ok {
+				t.Fatal("a reader attached to a spent stream")
+			}
+			rd.detach() // a second detach does nothing
+			if s.users != 0 {
+				t.Fatalf("users %d after a second detach, want 0", s.users)
+			}
+		})
+	}
+}
