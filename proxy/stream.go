@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,15 +65,17 @@ type stream struct {
 	gen       uint64        // Proxy.purgeGen when the fetch began
 
 	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every change below
+	changed  chan struct{} // closed and replaced on a change below, when waited on
+	waited   bool          // someone took changed to wait on (waitChan)
 	buf      []byte        // bytes [base, base+len(buf)) of the body
 	base     int64
 	ended    bool // the fetch is over
 	complete bool // the body ended cleanly
 	windowed bool // the buffer only holds what readers have not read
 	held     int  // bytes at the end of buf that readers may not see yet (see writeLocked)
-	readers  int  // readers attached
-	offsets  map[*streamReader]int64
+	readers  int             // len(reading)
+	reading  []*streamReader // the readers attached and not dropped; each has its offset
+	reading0 [2]*streamReader
 	reserved int64 // bytes reserved from the in-flight budget
 	users    int   // the fetch until release, plus the readers attached and not detached
 	spent    bool  // users reached 0: the pooled buffers are back in the pool
@@ -107,17 +110,29 @@ func newStream(p *Proxy, key string, f *fill, cancel func()) *stream {
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
-		offsets: make(map[*streamReader]int64),
 		users:   1, // the fetch
 	}
 	s.pooled = s.pooled0[:0]
+	s.reading = s.reading0[:0]
 	return s
 }
 
-// signal wakes everyone waiting on s. s.mu must be held.
+// signal wakes everyone waiting on s. s.mu must be held. A new channel is
+// made only when the current one was waited on: most changes have nobody
+// waiting (the leader reads what is there), and a miss makes one.
 func (s *stream) signal() {
+	if !s.waited {
+		return
+	}
+	s.waited = false
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// waitChan returns the channel the next signal closes. s.mu must be held.
+func (s *stream) waitChan() <-chan struct{} {
+	s.waited = true
+	return s.changed
 }
 
 // decided publishes the stream's kind (once).
@@ -151,7 +166,7 @@ func (s *stream) writeLocked(b []byte, hold bool) (n int, overflowed bool, err e
 		if s.readers == 0 {
 			return 0, false, errStreamAborted
 		}
-		ch := s.changed
+		ch := s.waitChan()
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -293,8 +308,8 @@ func (s *stream) compact() {
 		return
 	}
 	low := s.base + int64(len(s.buf))
-	for _, off := range s.offsets {
-		low = min(low, off)
+	for _, r := range s.reading {
+		low = min(low, r.off)
 	}
 	if drop := low - s.base; drop > 0 {
 		n := len(s.buf) - int(drop)
@@ -309,16 +324,16 @@ func (s *stream) compact() {
 // dropSlowest detaches the reader furthest behind, when at least two are
 // reading (a single reader only slows its own response). s.mu must be held.
 func (s *stream) dropSlowest() {
-	if len(s.offsets) < 2 {
+	if len(s.reading) < 2 {
 		return
 	}
 	var slow *streamReader
-	for r, off := range s.offsets {
-		if slow == nil || off < s.offsets[slow] {
+	for _, r := range s.reading {
+		if slow == nil || r.off < slow.off {
 			slow = r
 		}
 	}
-	delete(s.offsets, slow)
+	s.unread(slow)
 	slow.dropped = true
 	s.readers--
 	s.signal()
@@ -354,6 +369,17 @@ type streamReader struct {
 	detached bool // guarded by s.mu
 }
 
+// unread takes r out of s.reading, and reports whether it was there.
+// s.mu must be held.
+func (s *stream) unread(r *streamReader) bool {
+	i := slices.Index(s.reading, r)
+	if i < 0 {
+		return false
+	}
+	s.reading = slices.Delete(s.reading, i, i+1)
+	return true
+}
+
 // attach adds a reader at the start of the body. It fails when the start is
 // no longer buffered (a windowed stream that moved on, or a spent one).
 // The reader must detach, and may use the bytes next returns until then.
@@ -364,7 +390,7 @@ func (s *stream) attach() (*streamReader, bool) {
 		return nil, false // the start of the body is gone
 	}
 	r := &streamReader{s: s}
-	s.offsets[r] = 0
+	s.reading = append(s.reading, r)
 	s.readers++
 	s.users++
 	return r, true
@@ -380,8 +406,7 @@ func (r *streamReader) detach() {
 		return
 	}
 	r.detached = true
-	if _, ok := s.offsets[r]; ok {
-		delete(s.offsets, r)
+	if s.unread(r) {
 		s.readers--
 	}
 	s.users--
@@ -407,7 +432,6 @@ func (r *streamReader) next(ctx context.Context) (b []byte, done, complete bool,
 		if r.off < end {
 			b = s.buf[r.off-s.base : end-s.base]
 			r.off = end
-			s.offsets[r] = end
 			if s.windowed {
 				s.signal() // the fetch may be waiting for room
 			}
@@ -418,7 +442,7 @@ func (r *streamReader) next(ctx context.Context) (b []byte, done, complete bool,
 			s.mu.Unlock()
 			return nil, true, s.complete, nil
 		}
-		ch := s.changed
+		ch := s.waitChan()
 		s.mu.Unlock()
 		select {
 		case <-ch:
