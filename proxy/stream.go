@@ -69,10 +69,10 @@ type stream struct {
 	waited   bool          // someone took changed to wait on (waitChan)
 	buf      []byte        // bytes [base, base+len(buf)) of the body
 	base     int64
-	ended    bool // the fetch is over
-	complete bool // the body ended cleanly
-	windowed bool // the buffer only holds what readers have not read
-	held     int  // bytes at the end of buf that readers may not see yet (see writeLocked)
+	ended    bool            // the fetch is over
+	complete bool            // the body ended cleanly
+	windowed bool            // the buffer only holds what readers have not read
+	held     int             // bytes at the end of buf that readers may not see yet (see writeLocked)
 	readers  int             // len(reading)
 	reading  []*streamReader // the readers attached and not dropped; each has its offset
 	reading0 [2]*streamReader
