@@ -19,6 +19,7 @@
 # defaults to full-cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 N=${N:-100000}
 K=${K:-$N} # distinct bodies (object i gets body i mod K)
@@ -46,14 +47,6 @@ cpu_seconds() { # PID -> utime+stime in seconds (fields 14 and 15 of /proc/PID/s
   awk -v t="$ticks" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"
 }
 
-await_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "fullcache.sh: port $1 did not open" >&2
-  return 1
-}
 
 TAG=${TAG:-full-cache}
 TSV=$OUT/$TAG.tsv

@@ -35,6 +35,7 @@
 # The TSV columns are those compare.sh reads (and the shared harness writes).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 BIN=${BENCH_BIN:-$HERE/bin}
 
 usage() {
@@ -122,14 +123,6 @@ if [ "$PIN" = 1 ]; then SERVER=(taskset -c "$SERVER_CPU"); CLIENT=(taskset -c "$
 
 declare -A PID=()
 STARTED=()   # every PID started here, in start order
-stop() { # stop PID: TERM, up to 10 s to exit, then KILL
-  local p=$1 i
-  kill -0 "$p" 2> /dev/null || return 0
-  kill -TERM "$p" 2> /dev/null || true
-  for i in $(seq 100); do kill -0 "$p" 2> /dev/null || { wait "$p" 2> /dev/null || true; return 0; }; sleep 0.1; done
-  echo "run.sh: PID $p still up 10 s after TERM, KILL" >&2
-  kill -KILL "$p" 2> /dev/null || true
-}
 finish() {
   local i
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
@@ -140,15 +133,6 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-await_port() { # until 127.0.0.1:PORT accepts a TCP connection (10 s)
-  local i
-  for i in $(seq 200); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.05
-  done
-  echo "run.sh: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 fill() { # fill TEMPLATE OUTFILE NAME=VALUE...: replace {{NAME}} with VALUE
   local tmpl=$1 dst=$2 kv script=()

@@ -12,6 +12,7 @@
 # Output: a Markdown table on stdout and bench/results/snapshot.{md,tsv}.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 CASES=${CASES:-"100000:100:4k 100000:100000:4k 16384:16384:64k"}
 PORT=${BASE_PORT:-28280}
@@ -23,14 +24,6 @@ mkdir -p bench/bin bench/results
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
 
-await_port() {
-  for _ in $(seq 100); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  exit 1
-}
 field() { # field NAME LINE -> value of NAME=value in a slog text line
   sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<< "$2" | head -1
 }

@@ -56,6 +56,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/lib.sh"
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
 DURATION=${DURATION:-600}
@@ -101,14 +102,6 @@ mkdir -p "$RES"
 WORK=$(mktemp -d /tmp/dedupcache-soak.XXXXXX)
 
 STARTED=() # every PID started here, in start order
-stop() {   # stop PID: TERM, up to 10 s to exit, then KILL
-  local p=$1 i
-  kill -0 "$p" 2> /dev/null || return 0
-  kill -TERM "$p" 2> /dev/null || true
-  for i in $(seq 100); do kill -0 "$p" 2> /dev/null || { wait "$p" 2> /dev/null || true; return 0; }; sleep 0.1; done
-  echo "soak.sh: PID $p still up 10 s after TERM, KILL" >&2
-  kill -KILL "$p" 2> /dev/null || true
-}
 finish() {
   local i
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
@@ -118,15 +111,6 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-await_port() { # until 127.0.0.1:PORT accepts a TCP connection (10 s)
-  local i
-  for i in $(seq 200); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.05
-  done
-  echo "soak.sh: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 ORIGIN_PORT=$BASE_PORT HAPROXY_PORT=$((BASE_PORT + 4)) OURS_PORT=$((BASE_PORT + 5)) ADMIN_PORT=$((BASE_PORT + 6))
 TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"dedupcache/bench/internal/benchutil"
 )
 
 // object is one distinct body with its pre-rendered header values.
@@ -185,34 +187,6 @@ func (o *origin) serveStats(w http.ResponseWriter) {
 	_ = json.NewEncoder(w).Encode(o.snapshot())
 }
 
-// parseSize reads "512", "4k" or "1m" (binary multiples).
-func parseSize(s string) (int, error) {
-	mult := 1
-	switch {
-	case strings.HasSuffix(strings.ToLower(s), "k"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(strings.ToLower(s), "m"):
-		mult, s = 1<<20, s[:len(s)-1]
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return v * mult, nil
-}
-
-// loopback refuses any listen or target address that is not on loopback.
-func loopback(hostport string) error {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("%q is not a loopback address", hostport)
-	}
-	return nil
-}
-
 func main() {
 	listen := flag.String("listen", "127.0.0.1:28080", "listen address (loopback only)")
 	n := flag.Int("n", 1000, "objects /obj/0 .. /obj/N-1")
@@ -221,14 +195,14 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the body contents")
 	delay := flag.Duration("delay", 0, "latency added to every /obj/ answer, e.g. 5ms")
 	flag.Parse()
-	size, err := parseSize(*sizeFlag)
+	size, err := benchutil.ParseSize(*sizeFlag)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if *n <= 0 {
 		log.Fatal("-n must be positive")
 	}
-	if err := loopback(*listen); err != nil {
+	if err := benchutil.Loopback(*listen); err != nil {
 		log.Fatal(err)
 	}
 	o := newOrigin(*n, *k, size, *seed, *delay)

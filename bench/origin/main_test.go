@@ -117,19 +117,3 @@ func TestQueryParameters(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
-
-func TestParseSizeAndLoopback(t *testing.T) {
-	for in, want := range map[string]int{"512": 512, "4k": 4096, "16K": 16384, "1m": 1 << 20} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
-		}
-	}
-	if _, err := parseSize("4x"); err == nil {
-		t.Error("parseSize(4x) should fail")
-	}
-	for addr, ok := range map[string]bool{"127.0.0.1:1": true, "localhost:1": true, "[::1]:1": true, "0.0.0.0:1": false, ":1": false} {
-		if err := loopback(addr); (err == nil) != ok {
-			t.Errorf("loopback(%q) = %v", addr, err)
-		}
-	}
-}

@@ -53,6 +53,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"dedupcache/bench/internal/benchutil"
 )
 
 // options are the command's flags.
@@ -130,7 +132,7 @@ func parseFlags(args []string) (*options, error) {
 		if u == "" {
 			continue
 		}
-		if err := loopbackURL(u); err != nil {
+		if err := benchutil.LoopbackURL(u); err != nil {
 			return nil, err
 		}
 	}
@@ -150,35 +152,6 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-check needs -origin")
 	}
 	return o, nil
-}
-
-// loopbackURL refuses a URL whose host is not a loopback address.
-func loopbackURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%q: want http://127.0.0.1:PORT", raw)
-	}
-	switch h := u.Hostname(); {
-	case h == "localhost", strings.HasPrefix(h, "127."), h == "::1":
-		return nil
-	}
-	return fmt.Errorf("%q is not a loopback address", raw)
-}
-
-// parseSize reads "512", "4k" or "1m" as bench/origin does.
-func parseSize(s string) (int, error) {
-	mult := 1
-	switch {
-	case strings.HasSuffix(strings.ToLower(s), "k"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(strings.ToLower(s), "m"):
-		mult, s = 1<<20, s[:len(s)-1]
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return v * mult, nil
 }
 
 // sample is one row of the samples TSV.
@@ -459,7 +432,7 @@ func run(o *options) int {
 		log.Print(err)
 		return 2
 	}
-	size, err := parseSize(o.size)
+	size, err := benchutil.ParseSize(o.size)
 	if err != nil {
 		log.Print(err)
 		return 2
