@@ -225,14 +225,11 @@ func (s *stream) grow(n int) bool {
 }
 
 // streamBufs pools the buffers of stored bodies, by size class: 4 KiB
-// doubled up to maxPooledBuf. A larger body gets a buffer of its own.
+// doubled up to 512 KiB. A larger body gets a buffer of its own.
 var streamBufs [8]sync.Pool
 
-// maxPooledBuf is the largest pooled stream buffer.
-const maxPooledBuf = 4 << 10 << (len(streamBufs) - 1)
-
 // streamBufClass returns the pool class of a buffer of at least n bytes,
-// or -1 if it is larger than maxPooledBuf.
+// or -1 if it is larger than the largest class.
 func streamBufClass(n int) int {
 	for c := range streamBufs {
 		if n <= 4<<10<<c {
