@@ -292,6 +292,22 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 		p.coalesced.Add(1)
 		p.serveEntry(w, r, e, age, []string{cs}, s.entryAs)
 	case kindStore:
+		if !leader && rd == nil && s.isSpent() {
+			// The fetch ended, and its readers were done with its buffer,
+			// before this waiter could attach: the body is in the entry, if
+			// it was stored (spent comes just before done).
+			select {
+			case <-s.done:
+			case <-r.Context().Done():
+				return
+			}
+			if e := s.entry; e != nil && s.fits(r) && e.Pin() {
+				defer p.store.Unpin(e)
+				p.coalesced.Add(1)
+				p.serveEntry(w, r, e, entryAge(e, p.now()), []string{collapsed(f.fwd)}, StatusHit)
+				return
+			}
+		}
 		if !leader && (rd == nil || !s.fits(r)) {
 			own()
 			return

@@ -276,6 +276,14 @@ func putStreamBufs(bufs []*[]byte) {
 	}
 }
 
+// isSpent reports whether s's buffers went back to their pool (see
+// spendLocked): its fetch has ended.
+func (s *stream) isSpent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spent
+}
+
 // spendLocked marks s spent once nobody can read its buffers any more,
 // and returns the pooled ones for putStreamBufs (after s.mu is released).
 // s.mu must be held.

@@ -3,6 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"dedupcache/dedupbody/arena"
@@ -71,5 +75,52 @@ func TestStreamBuffersReturnAfterLastUser(t *testing.T) {
 				t.Fatalf("users %d after a second detach, want 0", s.users)
 			}
 		})
+	}
+}
+
+// TestLateWaiterServedFromEntry: a waiter that joined a fetch but could
+// attach only once the stream was spent (the fetch over, its readers done,
+// its buffer back in the pool) is answered from the stored entry as a
+// collapsed hit, not with a request of its own.
+func TestLateWaiterServedFromEntry(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, "stored body")
+	})
+	p, srv := newTestProxy(t, o.URL, nil)
+	resp, err := http.Get(srv.URL + "/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	e, ok := p.store.Get(keyHash(host, "/k"))
+	if !ok {
+		t.Fatal("the response was not stored")
+	}
+	// The stream the entry came from, as a late waiter finds it: decided,
+	// stored, spent, done.
+	s := newStream(p, keyString(host, "/k"), &fill{status: StatusMiss, fwd: "uri-miss"}, func() {})
+	s.entry = e
+	s.decided(kindStore)
+	s.end(true)
+	s.release()
+	close(s.done)
+	if _, ok := s.attach(); ok {
+		t.Fatal("attached to a spent stream")
+	}
+	r := httptest.NewRequest("GET", "/k", nil)
+	r.Host = host
+	w := httptest.NewRecorder()
+	p.follow(w, r, &fill{status: StatusMiss, fwd: "uri-miss", host: host, uri: "/k"}, s, nil, false)
+	if w.Code != 200 || w.Body.String() != "stored body" {
+		t.Fatalf("late waiter got %d %q", w.Code, w.Body.String())
+	}
+	if xc, cs := w.Header().Get("X-Cache"), w.Header().Get("Cache-Status"); xc != "HIT" || !strings.Contains(cs, "collapsed") {
+		t.Fatalf("late waiter: X-Cache %q, Cache-Status %q; want a collapsed hit", xc, cs)
+	}
+	if got := o.hits.Load(); got != 1 {
+		t.Fatalf("upstream requests: %d, want 1 (the late waiter made its own)", got)
 	}
 }
