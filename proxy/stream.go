@@ -37,8 +37,9 @@ import (
 // back to it once nobody can read them: when the fetch has ended and every
 // reader has detached (users reaches 0). A body is copied into the body
 // store when it is stored, so a miss leaves no garbage for its body's
-// bytes. A reader that attaches after that finds the stream spent (attach
-// fails) and makes its own request.
+// bytes. A reader that comes after that finds the stream spent (attach
+// fails): follow answers it from the stored entry, or it makes its own
+// request when nothing was stored.
 type stream struct {
 	p      *Proxy
 	key    string        // primary key: "host uri"
