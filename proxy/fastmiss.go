@@ -24,8 +24,9 @@ import (
 // stream, fetch engine and commit as serve's miss) and writes the response
 // from the stream to its client without net/http: the header block
 // rendered and parsed once into fasthttp's form, a body of known length up
-// to smallBody sent whole once it is in (a view of the stream's buffer, not
-// a copy), a longer one streamed with its Content-Length, one of unknown
+// to smallBody sent whole once it is in (copied into the response: the
+// stream's buffer goes back to its pool), a longer one streamed with its
+// Content-Length, one of unknown
 // length chunked. What the fetch turns into besides a response (an error, a
 // stored entry) is answered by follow through the adaptor, like every
 // waiter and every request with a conditional, a Range or directives.

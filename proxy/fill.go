@@ -118,6 +118,7 @@ func (p *Proxy) fetchResponse(f *fill, s *stream, resp *http.Response, now time.
 				p.revalidated.Add(1)
 				s.entry, s.entryAs = e, StatusHit
 				s.entryCS = fmt.Sprintf("%s; fwd=%s; fwd-status=304", cacheName, f.fwd)
+				s.fwdStatus = http.StatusNotModified
 				s.cookies = resp.Header["Set-Cookie"] // the revalidating client's own, never stored
 				p.answeredBy(s, resp, kindEntry)
 				return

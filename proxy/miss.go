@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -283,14 +284,17 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 			own()
 			return
 		}
-		cs := collapsed(f.fwd)
+		cs := []string{collapsed(f.fwd)}
+		if s.fwdStatus != 0 {
+			cs = withFwdStatus(cs, s.fwdStatus) // the upstream's 304, not the status this waiter gets
+		}
 		if s.entryAs == StatusStale {
 			// RFC 5861 §4: the stored response answers for the upstream's
 			// failure, and its Cache-Status says so, as the leader's does.
-			cs = collapsedStale(s.entryCS)
+			cs = []string{collapsedStale(s.entryCS)}
 		}
 		p.coalesced.Add(1)
-		p.serveEntry(w, r, e, age, []string{cs}, s.entryAs)
+		p.serveEntry(w, r, e, age, cs, s.entryAs)
 	case kindStore:
 		if !leader && rd == nil && s.isSpent() {
 			// The fetch ended, and its readers were done with its buffer,
@@ -304,7 +308,7 @@ func (p *Proxy) follow(w http.ResponseWriter, r *http.Request, f *fill, s *strea
 			if e := s.entry; e != nil && s.fits(r) && e.Pin() {
 				defer p.store.Unpin(e)
 				p.coalesced.Add(1)
-				p.serveEntry(w, r, e, entryAge(e, p.now()), []string{collapsed(f.fwd)}, StatusHit)
+				p.serveEntry(w, r, e, entryAge(e, p.now()), withFwdStatus([]string{collapsed(f.fwd)}, s.status), StatusHit)
 				return
 			}
 		}
@@ -353,6 +357,32 @@ func collapsedStale(leader string) string {
 	return before + "; collapsed; detail=" + detail
 }
 
+// withFwdStatus returns the Cache-Status values cs with this cache's
+// member (the last one, as label adds it) naming the upstream's status,
+// when it has fwd and no fwd-status. RFC 9211 §2.3: fwd-status defaults to
+// the status of the response sent, which is wrong when the cache answers
+// with another one (its own 304, a 206 cut from a 200). cs is not modified.
+func withFwdStatus(cs []string, status int) []string {
+	for i := len(cs) - 1; i >= 0; i-- {
+		v := cs[i]
+		if v != cacheName && !strings.HasPrefix(v, cacheName+";") {
+			continue
+		}
+		at := strings.Index(v, "; fwd=")
+		if at < 0 || strings.Contains(v, "; fwd-status=") {
+			return cs
+		}
+		end := len(v)
+		if j := strings.IndexByte(v[at+2:], ';'); j >= 0 {
+			end = at + 2 + j
+		}
+		out := slices.Clone(cs)
+		out[i] = v[:end] + "; fwd-status=" + strconv.Itoa(status) + v[end:]
+		return out
+	}
+	return cs
+}
+
 // fits reports whether a waiter r may use the response s is storing: the
 // same variant as the leader's when the response has Vary.
 func (s *stream) fits(r *http.Request) bool {
@@ -384,7 +414,9 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 			if !leader {
 				p.coalesced.Add(1)
 			}
-			p.serveEntry(w, r, e, entryAge(e, p.now()), cs, st)
+			// The answer may be a 206, 304 or 416 cut from the upstream's
+			// 200: Cache-Status names the upstream's status (RFC 9211 §2.3).
+			p.serveEntry(w, r, e, entryAge(e, p.now()), withFwdStatus(cs, s.status), st)
 			return
 		}
 	}
@@ -409,6 +441,9 @@ func (p *Proxy) streamOut(w http.ResponseWriter, r *http.Request, f *fill, s *st
 		for _, k := range notModifiedDrop {
 			delete(h, k)
 		}
+		// Our 304 answers the upstream's 200: without fwd-status, a
+		// Cache-Status with fwd would say the upstream sent the 304.
+		h["Cache-Status"] = withFwdStatus(h["Cache-Status"], status)
 		p.notModified.Add(1)
 		w.WriteHeader(http.StatusNotModified)
 		return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -684,4 +685,123 @@ func herd(t *testing.T, url string, n int, leading func() bool, release chan str
 		out = append(out, <-answers)
 	}
 	return out
+}
+
+// TestCacheAnswerNamesUpstreamStatus: when the cache answers a miss with a
+// status of its own (a 304 for the client's conditional, a 206 for its
+// Range) cut from the upstream's 200, Cache-Status says fwd-status=200:
+// without it, RFC 9211 §2.3 reads fwd-status as the status sent.
+func TestCacheAnswerNamesUpstreamStatus(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"v1"`)
+		_, _ = io.WriteString(w, "0123456789")
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	for _, tc := range []struct {
+		name, field, value string
+		status             int
+	}{
+		{"conditional", "If-None-Match", `"v1"`, http.StatusNotModified},
+		{"range", "Range", "bytes=0-3", http.StatusPartialContent},
+		{"plain", "", "", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", srv.URL+"/"+tc.name, nil)
+			if tc.field != "" {
+				req.Header.Set(tc.field, tc.value)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			cs := resp.Header.Get("Cache-Status")
+			if resp.StatusCode != tc.status || !strings.Contains(cs, "fwd=uri-miss") {
+				t.Fatalf("%d, Cache-Status %q; want %d and a miss", resp.StatusCode, cs, tc.status)
+			}
+			if got := strings.Contains(cs, "fwd-status=200"); got != (tc.status != http.StatusOK) {
+				t.Fatalf("Cache-Status %q: fwd-status=200 present %v, want %v", cs, got, tc.status != http.StatusOK)
+			}
+		})
+	}
+}
+
+func TestWithFwdStatus(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"dedupcache; fwd=uri-miss; stored"}, []string{"dedupcache; fwd=uri-miss; fwd-status=200; stored"}},
+		{[]string{"dedupcache; fwd=miss"}, []string{"dedupcache; fwd=miss; fwd-status=200"}},
+		{[]string{"dedupcache; fwd=stale; fwd-status=304"}, []string{"dedupcache; fwd=stale; fwd-status=304"}},
+		{[]string{"dedupcache; hit"}, []string{"dedupcache; hit"}},
+		{[]string{"other; fwd=uri-miss", "dedupcache; fwd=uri-miss; collapsed"}, []string{"other; fwd=uri-miss", "dedupcache; fwd=uri-miss; fwd-status=200; collapsed"}},
+		{[]string{"other; fwd=uri-miss"}, []string{"other; fwd=uri-miss"}},
+		{nil, nil},
+	} {
+		in := slices.Clone(tc.in)
+		if got := withFwdStatus(in, 200); !slices.Equal(got, tc.want) {
+			t.Errorf("withFwdStatus(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if !slices.Equal(in, tc.in) {
+			t.Errorf("withFwdStatus modified its argument: %q", in)
+		}
+	}
+}
+
+// TestRevalidationWaitersNameThe304: requests that wait on another's
+// revalidation get the freshened entry, collapsed, and their Cache-Status
+// names the upstream's 304 (fwd-status), not the 200 they receive.
+func TestRevalidationWaitersNameThe304(t *testing.T) {
+	release := make(chan struct{})
+	var conditionals atomic.Int64
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") != "" {
+			conditionals.Add(1)
+			<-release
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = io.WriteString(w, "body")
+	})
+	_, srv := newTestProxy(t, o.URL, nil)
+	get := func() *http.Response {
+		resp, err := http.Get(srv.URL + "/r")
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp == nil || resp.StatusCode != 200 {
+		t.Fatal("first request failed")
+	}
+	leader, waiter := make(chan *http.Response, 1), make(chan *http.Response, 1)
+	go func() { leader <- get() }()
+	for deadline := time.Now().Add(5 * time.Second); conditionals.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	go func() { waiter <- get() }()
+	time.Sleep(300 * time.Millisecond) // the waiter joins the revalidation in flight
+	close(release)
+	lr, wr := <-leader, <-waiter
+	if lr == nil || wr == nil {
+		t.FailNow()
+	}
+	if cs := lr.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd-status=304") {
+		t.Fatalf("leader's Cache-Status %q", cs)
+	}
+	cs := wr.Header.Get("Cache-Status")
+	if wr.StatusCode != 200 || wr.Header.Get("X-Cache") != "HIT" || !strings.Contains(cs, "collapsed") || !strings.Contains(cs, "fwd-status=304") {
+		t.Fatalf("waiter: %d, X-Cache %q, Cache-Status %q; want a collapsed 200 naming the upstream's 304", wr.StatusCode, wr.Header.Get("X-Cache"), cs)
+	}
+	if got := o.hits.Load(); got != 2 {
+		t.Fatalf("upstream requests %d, want 2", got)
+	}
 }

@@ -57,6 +57,7 @@ type stream struct {
 	entry     *cachestore.Entry
 	entryAs   Status        // kindEntry: X-Cache of the leader's answer
 	entryCS   string        // kindEntry: Cache-Status of the leader's answer
+	fwdStatus int           // kindEntry after a 304: the upstream's status, for the waiters' Cache-Status
 	errStatus int           // kindFailed: 502 or 504
 	passBody  []byte        // kindPassEntry: the body of a 304-merged response not stored
 	cookies   []string      // kindEntry after a 304: its Set-Cookie, for the leader only

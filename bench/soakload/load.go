@@ -66,15 +66,16 @@ var cacheNames = [nCache]string{"HIT", "MISS", "STALE", "BYPASS", "other"}
 
 // classStats is what one class of one phase saw.
 type classStats struct {
-	sent      atomic.Int64 // requests written (or attempted)
-	ok        atomic.Int64 // answered as expected
-	errs      [nErrs]atomic.Int64
-	cache     [nCache]atomic.Int64 // responses by cache header value
-	collapsed atomic.Int64         // Cache-Status says collapsed (answered from another request's fetch)
-	reval304  atomic.Int64         // Cache-Status says fwd-status=304 (this request revalidated)
-	hit304    atomic.Int64         // ... and the cache header says HIT (the 304 freshened the entry)
-	status304 atomic.Int64         // 304 answers
-	lat       *hist                // latency of every response received (errors included)
+	sent       atomic.Int64 // requests written (or attempted)
+	ok         atomic.Int64 // answered as expected
+	errs       [nErrs]atomic.Int64
+	cache      [nCache]atomic.Int64 // responses by cache header value
+	collapsed  atomic.Int64         // Cache-Status says collapsed (answered from another request's fetch)
+	reval304   atomic.Int64         // Cache-Status says fwd-status=304 (this request revalidated)
+	hit304     atomic.Int64         // ... and the cache header says HIT (the 304 freshened the entry)
+	status304  atomic.Int64         // 304 answers
+	relayed304 atomic.Int64         // 304 answers not HIT whose Cache-Status has fwd= but no fwd-status: the origin's own 304 to a forwarded conditional (RFC 9211 §2.3: fwd-status defaults to the response's status)
+	lat        *hist                // latency of every response received (errors included)
 }
 
 func (s *classStats) errors() int64 {
@@ -302,6 +303,8 @@ func (lc *loadConfig) revalPath(i int) string {
 var (
 	collapsedMark = []byte("collapsed")
 	reval304Mark  = []byte("fwd-status=304")
+	fwdMark       = []byte("fwd=")
+	fwdStatusMark = []byte("fwd-status=")
 )
 
 // conn is one keep-alive client connection.
@@ -381,6 +384,9 @@ func (w *conn) do(ps *phaseStats, c class, req []byte, obj int) bool {
 	status := w.resp.StatusCode()
 	if status == fasthttp.StatusNotModified {
 		cs.status304.Add(1)
+		if cv != cacheHit && bytes.Contains(st, fwdMark) && !bytes.Contains(st, fwdStatusMark) {
+			cs.relayed304.Add(1)
+		}
 	}
 	good := w.check(ps, c, obj, status, string(v))
 	if good {

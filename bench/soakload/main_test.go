@@ -278,3 +278,46 @@ func TestJudge(t *testing.T) {
 		t.Errorf("RESULT line %s", line)
 	}
 }
+
+// TestRelayed304Counted: a 304 answered BYPASS whose Cache-Status has fwd=
+// but no fwd-status (the origin's own 304 to a conditional forwarded as
+// sent; fwd-status defaults to the response's status, RFC 9211 §2.3) is
+// counted as relayed, and a cache's own 304 (HIT) or one labelled
+// fwd-status=304 is not.
+func TestRelayed304Counted(t *testing.T) {
+	objs := newObjects(100, 7, 300, 3)
+	m, _ := parseMix("cond=100")
+	toy := toyCache(objs, 3, -1)
+	var n atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 3 {
+		case 0:
+			w.Header().Set("Cache-Status", "dedupcache; fwd=miss; detail=fill-limit")
+		case 1:
+			w.Header().Set("Cache-Status", "dedupcache; fwd=stale; fwd-status=304")
+		}
+		toy.ServeHTTP(bypassWriter{w}, r)
+	})
+	ps := testLoad(t, h, objs, m)
+	cond := &ps.classes[condClass]
+	relayed, fwd := cond.relayed304.Load(), cond.reval304.Load()
+	if relayed == 0 || fwd == 0 || relayed+fwd >= cond.status304.Load() {
+		t.Fatalf("%d 304s: %d relayed, %d fwd-status=304; want some of each and some the cache's own", cond.status304.Load(), relayed, fwd)
+	}
+}
+
+// bypassWriter marks a response that carries a Cache-Status BYPASS as it
+// goes out.
+type bypassWriter struct{ http.ResponseWriter }
+
+func (b bypassWriter) WriteHeader(code int) {
+	if b.Header().Get("Cache-Status") != "" {
+		b.Header().Set("X-Cache", "BYPASS")
+	}
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b bypassWriter) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.ResponseWriter.Write(p)
+}
