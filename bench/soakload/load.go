@@ -78,6 +78,30 @@ type classStats struct {
 	lat        *hist                // latency of every response received (errors included)
 }
 
+// count classifies one response by its cache header value cv, its
+// Cache-Status st and its status.
+func (s *classStats) count(cv int, st []byte, status int) {
+	s.cache[cv].Add(1)
+	collapsed := bytes.Contains(st, collapsedMark)
+	if collapsed {
+		s.collapsed.Add(1)
+	}
+	// A waiter on another request's revalidation names the 304 too
+	// (fwd-status=304; collapsed); only the request that revalidated counts.
+	if bytes.Contains(st, reval304Mark) && !collapsed {
+		s.reval304.Add(1)
+		if cv == cacheHit {
+			s.hit304.Add(1)
+		}
+	}
+	if status == fasthttp.StatusNotModified {
+		s.status304.Add(1)
+		if cv != cacheHit && bytes.Contains(st, fwdMark) && !bytes.Contains(st, fwdStatusMark) {
+			s.relayed304.Add(1)
+		}
+	}
+}
+
 func (s *classStats) errors() int64 {
 	var n int64
 	for i := range s.errs {
@@ -365,29 +389,12 @@ func (w *conn) do(ps *phaseStats, c class, req []byte, obj int) bool {
 			cv = i
 		}
 	}
-	cs.cache[cv].Add(1)
 	st := h.Peek("Cache-Status")
-	if len(st) > 0 {
-		if bytes.Contains(st, collapsedMark) {
-			cs.collapsed.Add(1)
-		}
-		if bytes.Contains(st, reval304Mark) {
-			cs.reval304.Add(1)
-			if cv == cacheHit {
-				cs.hit304.Add(1)
-			}
-		}
-	}
 	if cv != cacheHit && cv != cacheMiss {
 		ps.noteOther(string(v), string(st))
 	}
 	status := w.resp.StatusCode()
-	if status == fasthttp.StatusNotModified {
-		cs.status304.Add(1)
-		if cv != cacheHit && bytes.Contains(st, fwdMark) && !bytes.Contains(st, fwdStatusMark) {
-			cs.relayed304.Add(1)
-		}
-	}
+	cs.count(cv, st, status)
 	good := w.check(ps, c, obj, status, string(v))
 	if good {
 		cs.ok.Add(1)

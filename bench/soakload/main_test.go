@@ -321,3 +321,32 @@ func (b bypassWriter) Write(p []byte) (int, error) {
 	b.WriteHeader(http.StatusOK)
 	return b.ResponseWriter.Write(p)
 }
+
+// TestCountCacheStatus: how one response is counted from its cache header
+// and Cache-Status (the identities in report.go rest on these counts).
+func TestCountCacheStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name                                   string
+		cv                                     int
+		cs                                     string
+		status                                 int
+		collapsed, reval, hit304, s304, relayd int64
+	}{
+		{"revalidated leader", cacheHit, "dedupcache; fwd=stale; fwd-status=304", 200, 0, 1, 1, 0, 0},
+		{"its waiter", cacheHit, "dedupcache; fwd=stale; fwd-status=304; collapsed", 200, 1, 0, 0, 0, 0},
+		{"purged before its answer", cacheBypass, "dedupcache; fwd=stale; fwd-status=304; detail=not-stored", 200, 0, 1, 0, 0, 0},
+		{"own 304 on a miss", cacheMiss, "dedupcache; fwd=uri-miss; fwd-status=200; stored", 304, 0, 0, 0, 1, 0},
+		{"relayed origin 304", cacheBypass, "dedupcache; fwd=miss; detail=fill-limit", 304, 0, 0, 0, 1, 1},
+		{"hit 304", cacheHit, "dedupcache; hit; ttl=10", 304, 0, 0, 0, 1, 0},
+		{"collapsed 304", cacheHit, "dedupcache; fwd=uri-miss; collapsed", 304, 1, 0, 0, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s classStats
+			s.count(tc.cv, []byte(tc.cs), tc.status)
+			got := [5]int64{s.collapsed.Load(), s.reval304.Load(), s.hit304.Load(), s.status304.Load(), s.relayed304.Load()}
+			if want := [5]int64{tc.collapsed, tc.reval, tc.hit304, tc.s304, tc.relayd}; got != want {
+				t.Fatalf("collapsed, reval304, hit304, status304, relayed304 = %v, want %v", got, want)
+			}
+		})
+	}
+}
