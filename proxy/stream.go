@@ -213,12 +213,15 @@ func (s *stream) grow(n int) bool {
 		c = min(c, int(s.pend.length)) // never more than announced
 	}
 	c = min(c, int(s.p.cfg.MaxObjectSize))
-	extra := int64(streamBufSize(c) - cap(s.buf))
+	nb, pb := getStreamBuf(c)
+	extra := int64(cap(nb) - cap(s.buf))
 	if !s.p.budget.take(extra) {
-		return false
+		if pb != nil {
+			putStreamBufs([]*[]byte{pb}) // unused: nobody saw it
+		}
+		return false // an unpooled nb is dropped: rare, and cheaper than asking twice
 	}
 	s.reserved += extra
-	nb, pb := getStreamBuf(c)
 	if pb != nil {
 		s.pooled = append(s.pooled, pb) // back to the pool when the stream is spent
 	}
@@ -239,14 +242,6 @@ func streamBufClass(n int) int {
 		}
 	}
 	return -1
-}
-
-// streamBufSize returns the capacity getStreamBuf(n) returns.
-func streamBufSize(n int) int {
-	if c := streamBufClass(n); c >= 0 {
-		return 4 << 10 << c
-	}
-	return cap(dedupbody.Alloc(n))
 }
 
 // getStreamBuf returns an empty buffer with room for n bytes, and the
