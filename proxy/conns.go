@@ -36,13 +36,18 @@ func (p *Proxy) fastConnState(readBuf int) func(net.Conn, fasthttp.ConnState) {
 	return func(_ net.Conn, st fasthttp.ConnState) {
 		switch st {
 		case fasthttp.StateNew:
-			p.clientConns.Add(1)
-			p.connBytes.Add(cost)
+			p.countConn(1, cost)
 		case fasthttp.StateClosed, fasthttp.StateHijacked:
-			p.clientConns.Add(-1)
-			p.connBytes.Add(-cost)
+			p.countConn(-1, cost)
 		}
 	}
+}
+
+// countConn counts a client connection opened (n = 1) or gone (n = -1)
+// that holds cost bytes of buffers.
+func (p *Proxy) countConn(n int64, cost int64) {
+	p.clientConns.Add(n)
+	p.connBytes.Add(n * cost)
 }
 
 // ConnState is an http.Server ConnState hook for the proxy's net/http
@@ -51,10 +56,8 @@ func (p *Proxy) fastConnState(readBuf int) func(net.Conn, fasthttp.ConnState) {
 func (p *Proxy) ConnState(_ net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		p.clientConns.Add(1)
-		p.connBytes.Add(netHTTPConnBytes)
+		p.countConn(1, netHTTPConnBytes)
 	case http.StateClosed, http.StateHijacked:
-		p.clientConns.Add(-1)
-		p.connBytes.Add(-netHTTPConnBytes)
+		p.countConn(-1, netHTTPConnBytes)
 	}
 }

@@ -46,12 +46,7 @@ func warmHit(tb testing.TB) (*Proxy, *http.Request, []byte) {
 	}))
 	tb.Cleanup(o.Close)
 	p, srv := newTestProxy(tb, o.URL, nil)
-	resp, err := http.Get(srv.URL + "/hit")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	getDiscard(tb, srv.URL+"/hit")
 	req := httptest.NewRequest("GET", "/hit", nil)
 	req.Host = strings.TrimPrefix(srv.URL, "http://")
 	req.RemoteAddr = "127.0.0.1:1"

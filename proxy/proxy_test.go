@@ -36,6 +36,19 @@ func newOrigin(t testing.TB, h http.HandlerFunc) *origin {
 	return o
 }
 
+// getDiscard GETs url, reads the body to its end and returns the response
+// (its body closed), failing tb on a transport error.
+func getDiscard(tb testing.TB, url string) *http.Response {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // testUnkeyed is config's default cache.unkeyed_headers.
 var testUnkeyed = []string{
 	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",

@@ -769,12 +769,8 @@ func TestRevalidationWaitersNameThe304(t *testing.T) {
 		_, _ = io.WriteString(w, "body")
 	})
 	_, srv := newTestProxy(t, o.URL, nil)
-	resp, err := http.Get(srv.URL + "/r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	getDiscard(t, srv.URL+"/r") // stored, and stale at once (max-age=0)
+
 	const n = 3 // a leader revalidates, two wait on it
 	waiters := 0
 	for _, a := range herd(t, srv.URL+"/r", n, func() bool { return conditionals.Load() == 1 }, release) {

@@ -88,12 +88,7 @@ func TestLateWaiterServedFromEntry(t *testing.T) {
 		_, _ = io.WriteString(w, "stored body")
 	})
 	p, srv := newTestProxy(t, o.URL, nil)
-	resp, err := http.Get(srv.URL + "/k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	getDiscard(t, srv.URL+"/k")
 	host := strings.TrimPrefix(srv.URL, "http://")
 	e, ok := p.store.Get(keyHash(host, "/k"))
 	if !ok {
