@@ -215,30 +215,33 @@ func TestTLSListener(t *testing.T) {
 		t.Errorf("HTTP/1.1-only client: body of %d bytes differs from the origin's %d", len(r.body), len(want))
 	}
 
-	// The same cache behind both listeners: the key is Host and target,
-	// whatever the scheme.
-	req, err := http.NewRequest(http.MethodGet, c.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
+	// The same cache behind both listeners, the scheme keyed (the origin
+	// sees it in X-Forwarded-Proto): the plain listener's request for the
+	// same Host and target is a miss of its own, then a hit.
+	for i, wantCache := range []string{"MISS", "HIT"} {
+		req, err := http.NewRequest(http.MethodGet, c.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = strings.TrimPrefix(url, "https://")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.Header.Get("X-Cache") != wantCache || !bytes.Equal(body, want) {
+			t.Errorf("plain listener, TLS listener's Host, GET %d: X-Cache %q, %d bytes, %v; want %s and the origin's %d",
+				i+1, resp.Header.Get("X-Cache"), len(body), err, wantCache, len(want))
+		}
 	}
-	req.Host = strings.TrimPrefix(url, "https://")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.Header.Get("X-Cache") != "HIT" || !bytes.Equal(body, want) {
-		t.Errorf("plain listener, TLS listener's Host: X-Cache %q, %d bytes, %v; want HIT and the origin's %d",
-			resp.Header.Get("X-Cache"), len(body), err, len(want))
-	}
-	if n := o.stats(t).Path["/obj/3"]; n != 2 { // this test's direct GET and the one MISS
-		t.Errorf("origin saw /obj/3 %d times; want 2", n)
+	if n := o.stats(t).Path["/obj/3"]; n != 3 { // this test's direct GET and one MISS per scheme
+		t.Errorf("origin saw /obj/3 %d times; want 3", n)
 	}
 
 	// The origin learns the client's scheme.
 	script := `{"headers":{"Cache-Control":["no-store"]},"body":"proto=","echo_header":"X-Forwarded-Proto"}`
-	resp, err = client.Post(o.url+"/script-set/tls-proto", "application/json", strings.NewReader(script))
+	resp, err := client.Post(o.url+"/script-set/tls-proto", "application/json", strings.NewReader(script))
 	if err != nil {
 		t.Fatal(err)
 	}

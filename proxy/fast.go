@@ -194,6 +194,9 @@ func (p *Proxy) fastHit(ctx *fasthttp.RequestCtx, live *Live, miss bool) bool {
 	if host == "" || len(host) > maxHostLen || uri == "" || uri[0] != '/' || hasUpper(host) {
 		return false // keyParts' uncommon cases
 	}
+	if len(p.cfg.TrustedProxies) > 0 && (len(rq.PeekCanonical(xfProtoKey)) > 0 || len(rq.PeekCanonical(xfHostKey)) > 0) {
+		return false // a trusted peer's forwarded context may be keyed (keyHost)
+	}
 	for _, k := range slowFields {
 		if len(rq.PeekCanonical(k)) > 0 {
 			return false
@@ -324,6 +327,11 @@ func (p *Proxy) logFastHit(ctx *fasthttp.RequestCtx, start time.Time) {
 
 // slowFields are request fields whose presence sends a GET to the full
 // path: directives (RFC 9111 §5.2.1) and Upgrade.
+var (
+	xfProtoKey = []byte("X-Forwarded-Proto")
+	xfHostKey  = []byte("X-Forwarded-Host")
+)
+
 var slowFields = [][]byte{[]byte("Cache-Control"), []byte("Pragma"), []byte("Upgrade")}
 
 // writeFastHit writes a stored response as a hit. It allocates nothing

@@ -190,7 +190,7 @@ func (p *Proxy) decide(f *fill, resp *http.Response, now time.Time) (*pending, s
 	live := p.live()
 	var rule *rules.Rule
 	if live.Rules.Len() > 0 {
-		rule = live.Rules.Response(f.host, uriPath(f.uri), method, resp.StatusCode)
+		rule = live.Rules.Response(baseHost(f.host), uriPath(f.uri), method, resp.StatusCode)
 	}
 	if !ok && rule != nil && (rule.TTL > 0 || rule.ForceTTL > 0) && resp.StatusCode >= 200 && resp.StatusCode <= 599 &&
 		resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusNotModified &&

@@ -25,6 +25,7 @@ type keyIndex struct {
 	tags     map[string]map[uint64]struct{}          // tag -> entry hashes
 	tagged   map[uint64]tagged                       // entry hash -> its entry and tags
 	hosts    map[string]int                          // host -> entries stored under it
+	contexts int                                     // hosts with a forwarded context
 }
 
 // tagged is a tagged entry as the index knows it.
@@ -48,7 +49,9 @@ func (x *keyIndex) stored(h, ph uint64, host string, e *cachestore.Entry, tags [
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	e.Flags |= flagIndexed
-	x.hosts[host]++
+	if x.hosts[host]++; x.hosts[host] == 1 && strings.Contains(host, fwdSep) {
+		x.contexts++
+	}
 	if h != ph {
 		set := x.variants[ph]
 		if set == nil {
@@ -130,6 +133,23 @@ func (x *keyIndex) tagsOf(e *cachestore.Entry) []string {
 	return nil
 }
 
+// hostForms returns host and the key host parts stored for it in other
+// forwarded contexts (host + fwdSep + ..., see Proxy.keyHost).
+func (x *keyIndex) hostForms(host string) []string {
+	out := []string{host}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.contexts == 0 {
+		return out
+	}
+	for h := range x.hosts {
+		if len(h) > len(host) && h[len(host)] == fwdSep[0] && h[:len(host)] == host {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // knownHosts returns the hosts seen.
 func (x *keyIndex) knownHosts() []string {
 	x.mu.Lock()
@@ -154,6 +174,9 @@ func (x *keyIndex) released(e *cachestore.Entry, cause cachestore.ReleaseCause) 
 		host, _, _ := strings.Cut(e.Key, " ")
 		if x.hosts[host]--; x.hosts[host] <= 0 {
 			delete(x.hosts, host)
+			if strings.Contains(host, fwdSep) {
+				x.contexts--
+			}
 		}
 	}
 	if cause == cachestore.Replaced {

@@ -8,10 +8,14 @@ import (
 
 // invalidateFor drops the stored responses that an unsafe request with a
 // non-error response invalidates (RFC 9111 §4.4): its target URI and the
-// same-origin URIs in Location and Content-Location, every variant included.
+// same-origin URIs in Location and Content-Location, every variant included,
+// in every forwarded context they are stored for (keyHost).
 func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
-	host := f.host
-	p.invalidate(host, p.keyedURI(host, f.uri, f.reqHeader))
+	host := baseHost(f.host)
+	forms := p.index.hostForms(host)
+	for _, h := range forms {
+		p.invalidate(h, p.keyedURI(h, f.uri, f.reqHeader))
+	}
 	for _, field := range []string{"Location", "Content-Location"} {
 		v := resp.Header.Get(field)
 		if v == "" {
@@ -21,7 +25,9 @@ func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
 		// the public origin may be either scheme on the client's host.
 		for _, scheme := range []string{"http", "https"} {
 			if uri, ok := policy.SameOrigin(scheme, host, f.uri, v); ok {
-				p.invalidate(host, p.keyedURI(host, uri, f.reqHeader))
+				for _, h := range forms {
+					p.invalidate(h, p.keyedURI(h, uri, f.reqHeader))
+				}
 				break
 			}
 		}
@@ -33,7 +39,7 @@ func (p *Proxy) invalidateFor(resp *http.Response, f *fill) {
 // the header and cookie parts).
 func (p *Proxy) keyedURI(host, uri string, h http.Header) string {
 	if rs := p.live().Rules; rs.Len() > 0 {
-		if rule := rs.Request(host, uriPath(uri), http.MethodGet); rule != nil && rule.Key != nil {
+		if rule := rs.Request(baseHost(host), uriPath(uri), http.MethodGet); rule != nil && rule.Key != nil {
 			return shapeKey(rule.Key, uri, h)
 		}
 	}

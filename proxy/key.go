@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -38,6 +39,67 @@ func keyParts(r *http.Request) (host, uri string) {
 		}
 	}
 	return host, uri
+}
+
+// fwdSep separates, in a key's host part, the host from the forwarded
+// context the response was fetched in (see Proxy.keyHost). No Host holds
+// it: net/http and fasthttp refuse control bytes in a field value.
+const fwdSep = "\x03"
+
+// keyHost returns the host part of r's cache key: the request's host, or,
+// when the upstream will see a scheme other than http or a forwarded host
+// other than the host (X-Forwarded-Proto and -Host, see outbound), the
+// host followed by both. Origins build redirects and absolute links from
+// those fields: an http-to-https redirect stored for a plain request and
+// served to a TLS one loops, and a page built for one forwarded host must
+// not reach another (cache poisoning through an unkeyed forwarded field).
+// Untrusted peers' fields are replaced before the upstream sees them, so
+// only the listener's scheme counts for them. nginx keys by $scheme for
+// the same reason.
+func (p *Proxy) keyHost(r *http.Request, host string) string {
+	proto, fhost := "http", ""
+	if r.TLS != nil {
+		proto = "https"
+	}
+	if p.trustedPeer(r.RemoteAddr) {
+		if v := r.Header["X-Forwarded-Proto"]; len(v) > 0 {
+			proto = fwdValue(v)
+		}
+		if v := r.Header["X-Forwarded-Host"]; len(v) > 0 {
+			fhost = fwdValue(v)
+		}
+	}
+	if proto == "http" && (fhost == "" || fhost == host) {
+		return host
+	}
+	return host + fwdSep + proto + fwdSep + fhost
+}
+
+// fwdValue is a forwarded field's values as keyHost keys them: joined
+// with commas, lower-cased, without spaces and tabs (a key's host part
+// ends at its first space).
+func fwdValue(v []string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, strings.Join(v, ","))
+}
+
+// requestKey returns the host and uri parts of r's cache key: keyParts
+// with the forwarded context (keyHost).
+func (p *Proxy) requestKey(r *http.Request) (host, uri string) {
+	host, uri = keyParts(r)
+	return p.keyHost(r, host), uri
+}
+
+// baseHost returns the request host of a key's host part, without the
+// forwarded context keyHost may have added: what rules and same-origin
+// checks compare.
+func baseHost(host string) string {
+	h, _, _ := strings.Cut(host, fwdSep)
+	return h
 }
 
 // keyHash hashes the key "host uri" without building it.
@@ -105,6 +167,12 @@ func uriPath(uri string) string {
 		return uri[:i]
 	}
 	return uri
+}
+
+// displayKey returns a key as the dashboard shows it: a variant's request
+// fields after " | vary ", a forwarded context (keyHost) after " | fwd ".
+func displayKey(k string) string {
+	return strings.NewReplacer("\x00", " | vary ", fwdSep, " | fwd ").Replace(k)
 }
 
 // printableKey writes a key for a header field: control bytes (the

@@ -111,7 +111,7 @@ func (p *Proxy) newAccessWriter() func(r *http.Request, cache string, start time
 		}
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
 			slog.String("method", r.Method),
-			slog.String("key", keyString(keyParts(r))),
+			slog.String("key", keyString(p.requestKey(r))),
 			slog.Int("status", status),
 			slog.String("cache", cache),
 			slog.Int64("bytes", bytes),

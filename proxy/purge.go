@@ -109,7 +109,7 @@ func (pg *purger) del(h uint64) {
 // url purges a URL's entry and its variants; without a host, on every host
 // that has entries.
 func (pg *purger) url(u *url.URL) {
-	hosts := []string{strings.ToLower(u.Host)}
+	hosts := pg.p.index.hostForms(strings.ToLower(u.Host))
 	if u.Host == "" {
 		hosts = pg.p.index.knownHosts()
 	}
@@ -232,7 +232,7 @@ func (p *Proxy) purgeShared(r PurgeRequest) {
 		if err != nil {
 			continue
 		}
-		hosts := []string{strings.ToLower(u.Host)}
+		hosts := p.index.hostForms(strings.ToLower(u.Host))
 		if u.Host == "" {
 			hosts = p.index.knownHosts()
 		}

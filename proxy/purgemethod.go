@@ -25,9 +25,13 @@ func (p *Proxy) servePurge(w http.ResponseWriter, r *http.Request, token string)
 	p.purgeGen.Add(1)
 	pg := p.newPurger()
 	pg.soft = r.Header.Get("Soft-Purge") == "1"
-	pg.key(host, uri)
+	var keys []string
+	for _, h := range p.index.hostForms(host) { // every forwarded context
+		pg.key(h, uri)
+		keys = append(keys, keyString(h, uri))
+	}
 	res := pg.result()
-	p.purgeShared(PurgeRequest{Keys: []string{keyString(host, uri)}, Soft: pg.soft})
+	p.purgeShared(PurgeRequest{Keys: keys, Soft: pg.soft})
 	p.log.Info("purge", "method", "PURGE", "remote", r.RemoteAddr, "token_presented", true,
 		"host", host, "uri", uri, "soft", pg.soft, "purged_entries", res.PurgedEntries)
 	w.Header().Set("Content-Type", "application/json")

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -264,4 +266,104 @@ func TestInvalidationShapedKey(t *testing.T) {
 	if resp, _ := do(t, "GET", srv.URL+"/s?a=1&b=2"); resp.Header.Get("X-Cache") == "HIT" {
 		t.Errorf("after a POST to the URL: still a HIT")
 	}
+}
+
+// TestForwardedContextIsKeyed: the scheme and forwarded host the upstream
+// sees are part of the key (keyHost). A trusted front proxy's requests for
+// https or for another public host get responses of their own, never one
+// built for another context (an http-to-https redirect served to TLS
+// clients loops; a page built for one host must not reach another); an
+// untrusted client's X-Forwarded-* cannot split or steer the key at all.
+// Purges and invalidations reach every context.
+func TestForwardedContextIsKeyed(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		if r.Method == http.MethodPost {
+			return
+		}
+		_, _ = io.WriteString(w, r.Header.Get("X-Forwarded-Proto")+" "+r.Header.Get("X-Forwarded-Host"))
+	})
+	type step struct {
+		hdr    []string
+		xCache string
+		body   string // "" = the proxy's own host as forwarded host, http
+	}
+	run := func(t *testing.T, srv *httptest.Server, path string, steps []step) {
+		t.Helper()
+		self := strings.TrimPrefix(srv.URL, "http://")
+		for i, s := range steps {
+			resp, body := do(t, "GET", srv.URL+path, s.hdr...)
+			want := s.body
+			if want == "" {
+				want = "http " + self
+			}
+			if got := resp.Header.Get("X-Cache"); got != s.xCache || body != want {
+				t.Errorf("step %d %v: X-Cache %s, body %q; want %s, %q", i, s.hdr, got, body, s.xCache, want)
+			}
+		}
+	}
+	front := []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "lb.example"}
+	other := []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "other.example"}
+
+	t.Run("trusted front proxy", func(t *testing.T) {
+		p, srv := newTestProxy(t, o.URL, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+		self := strings.TrimPrefix(srv.URL, "http://")
+		steps := []step{
+			{front, "MISS", "https lb.example"},
+			{nil, "MISS", ""},
+			{other, "MISS", "https other.example"},
+			{front, "HIT", "https lb.example"},
+			{nil, "HIT", ""},
+			{other, "HIT", "https other.example"},
+			{[]string{"X-Forwarded-Host", self}, "HIT", ""}, // the defaults, said out loud
+			{[]string{"X-Forwarded-Proto", "HTTPS"}, "MISS", "HTTPS " + self},
+			{[]string{"X-Forwarded-Host", "a.example, b.example"}, "MISS", "http a.example, b.example"},
+			{[]string{"X-Forwarded-Host", "A.example,b.example"}, "HIT", "http a.example, b.example"},
+		}
+		run(t, srv, "/r", steps)
+		if res, err := p.Purge(PurgeRequest{URLs: []string{srv.URL + "/r"}}); err != nil || res.PurgedEntries != 5 {
+			t.Errorf("purge of the URL: %+v, %v; want its 5 contexts purged", res, err)
+		}
+		run(t, srv, "/r", []step{{front, "MISS", "https lb.example"}, {nil, "MISS", ""}, {other, "MISS", "https other.example"}})
+		// An unsafe request in one context invalidates the URL in all (RFC 9111 §4.4).
+		if resp, _ := do(t, "POST", srv.URL+"/r", front...); resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST: %d", resp.StatusCode)
+		}
+		run(t, srv, "/r", []step{{front, "MISS", "https lb.example"}, {nil, "MISS", ""}, {other, "MISS", "https other.example"}})
+	})
+	t.Run("untrusted client", func(t *testing.T) {
+		_, srv := newTestProxy(t, o.URL, nil)
+		run(t, srv, "/u", []step{
+			{front, "MISS", ""}, // replaced before the upstream: the defaults
+			{nil, "HIT", ""},
+			{other, "HIT", ""},
+		})
+	})
+	t.Run("TLS listener", func(t *testing.T) {
+		p, _ := newTestProxy(t, o.URL, nil)
+		h := p.Handler()
+		get := func(secure bool) (string, string) {
+			r := httptest.NewRequest("GET", "/s", nil)
+			r.Host = "cache.example"
+			if secure {
+				r.TLS = &tls.ConnectionState{}
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Header().Get("X-Cache"), w.Body.String()
+		}
+		for i, want := range []struct {
+			secure      bool
+			xCache, out string
+		}{
+			{true, "MISS", "https cache.example"},
+			{false, "MISS", "http cache.example"},
+			{true, "HIT", "https cache.example"},
+			{false, "HIT", "http cache.example"},
+		} {
+			if x, body := get(want.secure); x != want.xCache || body != want.out {
+				t.Errorf("request %d (TLS %v): X-Cache %s, body %q; want %s, %q", i, want.secure, x, body, want.xCache, want.out)
+			}
+		}
+	})
 }

@@ -51,7 +51,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "request-body"})
 		return
 	}
-	host, uri := keyParts(r)
+	host, uri := p.requestKey(r)
 	rule, uri := requestRule(live.Rules, r.Method, host, uri, r.Header)
 	if rule != nil && rule.Bypass {
 		p.forward(w, r, &fill{status: StatusBypass, fwd: "request", detail: "rule:" + rule.String()})
@@ -153,7 +153,7 @@ func requestRule(rs *rules.Set, method, host, uri string, h policy.Fields) (*rul
 	if method == http.MethodHead {
 		method = http.MethodGet // a HEAD is answered from the GET
 	}
-	rule := rs.Request(host, uriPath(uri), method)
+	rule := rs.Request(baseHost(host), uriPath(uri), method)
 	if rule != nil && !rule.Bypass && rule.Key != nil {
 		uri = shapeKey(rule.Key, uri, h)
 	}

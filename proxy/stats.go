@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"strings"
 	"time"
 
 	"dedupcache/cachestore"
@@ -207,7 +206,7 @@ func (p *Proxy) TopBodies(n int) []TopBody {
 	}
 	p.store.Each(func(e *cachestore.Entry) bool {
 		if i, ok := rows[e.Body.Body()]; ok && len(top[i].ExampleKeys) < exampleKeys {
-			top[i].ExampleKeys = append(top[i].ExampleKeys, strings.ReplaceAll(e.Key, "\x00", " | vary "))
+			top[i].ExampleKeys = append(top[i].ExampleKeys, displayKey(e.Key))
 			missing--
 		}
 		return missing > 0
