@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
+
+	"dedupcache/policy"
 )
 
 // The fetch engine. A fetch (a miss, a revalidation, a HEAD answered from
@@ -144,6 +146,19 @@ func (p *Proxy) fetchUpstream(k *sink, f *fill) bool {
 		coded := in.WithContext(context.WithValue(in.Context(), codedKey{}, true))
 		return p.serveFetch(k, coded)
 	}
+	if err == nil && resp.StatusCode() == http.StatusNotModified && p.misfit304(in, &resp.Header) {
+		// RFC 9111 §4.3.4: a 304 whose validator is not the stored
+		// response's updates nothing, and the client asked for a full
+		// response (the fetch's conditionals are the cache's own). Ask
+		// again without validators: relaying the 304 would answer an
+		// unconditional request with no body.
+		_ = resp.CloseBodyStream()
+		resp.Reset()
+		resp.Header.SetNoDefaultContentType(true)
+		req.Reset()
+		p.buildFetch(in, req)
+		err = p.up.hc.Do(req, resp)
+	}
 	if err != nil {
 		p.errorHandler(k, in, err)
 		return true
@@ -197,6 +212,24 @@ func (p *Proxy) fetchUpstream(k *sink, f *fill) bool {
 			return false
 		}
 	}
+}
+
+// misfit304 reports whether a 304 (its header h) answering fetch in's
+// revalidation fits no stored response: its strong ETag or Last-Modified
+// is not the stale entry's (policy.CanFreshen). It marks the fetch
+// unconditional, for buildFetch to ask again without validators, and
+// counts the 304 as an upstream response.
+func (p *Proxy) misfit304(in *http.Request, h *fasthttp.ResponseHeader) bool {
+	f, _ := in.Context().Value(fillKey{}).(*fill)
+	if f == nil || f.stale == nil || f.unconditional {
+		return false
+	}
+	if policy.CanFreshen(entryHeader(f.stale), responseHeader(h)) {
+		return false
+	}
+	f.unconditional = true
+	p.upstreamDone(f, http.StatusNotModified, p.now())
+	return true
 }
 
 // serveFetch sends fetch in through ReverseProxy to the sink k, and

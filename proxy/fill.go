@@ -37,6 +37,9 @@ type fill struct {
 	post     bool                // a POST cached by operator opt-in (see post.go)
 	postBody []byte              // its body, sent again by the fetch
 	stale    *cachestore.Entry   // a stored response being revalidated, or nil
+	// unconditional: the revalidation of stale got a 304 that fits no
+	// stored response; the fetch asks again without validators.
+	unconditional bool
 	stream   *stream             // the fetch's stream
 	pinned   []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
 	in       *http.Request       // the fetch's inbound request
@@ -111,6 +114,9 @@ func (p *Proxy) fetchResponse(f *fill, s *stream, resp *http.Response, now time.
 	if f.stale != nil {
 		switch resp.StatusCode {
 		case http.StatusNotModified:
+			if f.unconditional {
+				break // a 304 to a request without validators: relayed as it is
+			}
 			// About the stored response: the request carried the cache's
 			// validators, never the client's.
 			e, merged := p.freshen(f, resp, now)

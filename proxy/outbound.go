@@ -59,7 +59,7 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 	}
 	if f.fetch {
 		policy.StripConditionals(out)
-		if f.stale != nil {
+		if f.stale != nil && !f.unconditional {
 			setValidators(out, f.stale)
 		}
 	}

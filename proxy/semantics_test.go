@@ -788,3 +788,52 @@ func TestRevalidationWaitersNameThe304(t *testing.T) {
 		t.Fatalf("upstream requests %d, want 2", got)
 	}
 }
+
+// TestRevalidationMisfit304: a 304 whose ETag is not the stored response's
+// updates nothing (RFC 9111 §4.3.4), and the client, whose request had no
+// conditional, gets the full response: the cache asks again without
+// validators instead of relaying a body-less 304.
+func TestRevalidationMisfit304(t *testing.T) {
+	c := newClock()
+	var mu sync.Mutex
+	etag, body := `"old"`, "old body"
+	var conditional, plain int
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h := w.Header()
+		h.Set("Date", c.Now().UTC().Format(http.TimeFormat))
+		h.Set("Cache-Control", "max-age=10")
+		h.Set("ETag", etag)
+		if r.Header.Get("If-None-Match") != "" {
+			conditional++
+			w.WriteHeader(http.StatusNotModified) // whatever it was asked: a misbehaving origin
+			return
+		}
+		plain++
+		_, _ = io.WriteString(w, body)
+	})
+	p, srv := newTestProxy(t, o.URL, nil)
+	setNow(p, c)
+	do(t, "GET", srv.URL+"/m")
+	c.Advance(20 * time.Second)
+	mu.Lock()
+	etag, body = `"new"`, "new body"
+	mu.Unlock()
+	resp, got := do(t, "GET", srv.URL+"/m")
+	expect(t, "status", resp.Status, "200 OK")
+	expect(t, "body", got, "new body")
+	expect(t, "ETag", resp.Header.Get("Etag"), `"new"`)
+	mu.Lock()
+	if conditional != 1 || plain != 2 {
+		t.Errorf("origin saw %d conditional and %d plain requests; want 1 and 2", conditional, plain)
+	}
+	mu.Unlock()
+	// The new response is stored: the next request is a hit of it.
+	resp, got = do(t, "GET", srv.URL+"/m")
+	expect(t, "X-Cache after", resp.Header.Get("X-Cache"), "HIT")
+	expect(t, "body after", got, "new body")
+	if p.revalidated.Load() != 0 {
+		t.Errorf("revalidated %d; want 0 (the 304 fitted nothing)", p.revalidated.Load())
+	}
+}
