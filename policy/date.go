@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -13,49 +14,75 @@ import (
 //	Sun Nov  6 08:49:37 1994        ANSI C's asctime() format
 //
 // Anything else is rejected: other separators or extra spaces, one-digit
-// hours, minutes or seconds, day and month names in another case or
-// spelling, "gmt" or another zone, leading or trailing characters, and
-// fields out of range (month, day of month, hour 00-23, minute 00-59,
-// second 00-60; 60 being a leap second, read as the next minute's first).
-// The day name must be the weekday of the date. Unlike [net/http.ParseTime],
-// which lets [time.Parse] accept one-digit fields and ignores the day name,
-// a value it accepts is exactly one the grammar produces.
+// hours, minutes or seconds, day and month names in another spelling,
+// another zone than GMT, leading or trailing characters, and fields out of
+// range (month, day of month, hour 00-23, minute 00-59, second 00-60; 60
+// being a leap second, read as the next minute's first). Unlike
+// [net/http.ParseTime], which lets [time.Parse] accept one-digit fields, a
+// value it accepts has the grammar's shape. Within that shape it is as
+// robust as §5.6.7 encourages recipients to be: day names, month names and
+// "GMT" match in any case ("THU", "AUG", "gmt"), and a day name that is not
+// the date's weekday is read like net/http, nginx and browsers read it (the
+// date counts).
 //
 // The RFC 850 format has a two-digit year. §5.6.7 reads it relative to the
 // current date, which this package never looks at; ParseHTTPDate uses the
 // fixed window 1970-2069 instead (70-99 are 19xx, 00-69 are 20xx), which
 // only differs from the RFC's rule for the years 1970-1976 and 2070-2076.
-func ParseHTTPDate(s string) (time.Time, bool) {
+func ParseHTTPDate(s string) (time.Time, bool) { return parseDate(s, false) }
+
+// parseStrictDate is [ParseHTTPDate] without its robustness: day names,
+// month names and GMT in the grammar's case, and a day name that is the
+// date's weekday. For request fields a recipient must ignore unless they
+// are valid HTTP-dates (If-Modified-Since, RFC 9110 §13.1.3), where a date
+// read robustly could answer a 304 the origin would not.
+func parseStrictDate(s string) (time.Time, bool) { return parseDate(s, true) }
+
+func parseDate(s string, strict bool) (time.Time, bool) {
+	var d parsedDate
 	switch {
 	case len(s) == len("Sun, 06 Nov 1994 08:49:37 GMT") && s[3] == ',':
-		return parseIMFFixdate(s)
+		d = parseIMFFixdate(s)
 	case len(s) == len("Sun Nov  6 08:49:37 1994") && s[3] == ' ':
-		return parseASCTime(s)
+		d = parseASCTime(s)
+	default:
+		d = parseRFC850(s)
 	}
-	return parseRFC850(s)
+	if !d.ok || strict && !d.exact {
+		return time.Time{}, false
+	}
+	return d.t, true
+}
+
+// parsedDate is a parsed HTTP-date: ok if it has the grammar's shape and its
+// fields are in range, exact if its names are in the grammar's case and
+// its day name is its weekday.
+type parsedDate struct {
+	t         time.Time
+	ok, exact bool
 }
 
 // parseIMFFixdate parses "Sun, 06 Nov 1994 08:49:37 GMT"; len(s) is 29.
-func parseIMFFixdate(s string) (time.Time, bool) {
+func parseIMFFixdate(s string) parsedDate {
 	wd, ok := shortDay(s[:3])
-	if !ok || s[3:5] != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[25:] != " GMT" {
-		return time.Time{}, false
+	if !ok || s[3:5] != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || !strings.EqualFold(s[25:], " GMT") {
+		return parsedDate{}
 	}
 	day, ok1 := twoDigits(s[5:7])
 	month, ok2 := monthName(s[8:11])
 	year, ok3 := fourDigits(s[12:16])
 	if !ok1 || !ok2 || !ok3 {
-		return time.Time{}, false
+		return parsedDate{}
 	}
-	return makeDate(wd, year, month, day, s[17:25])
+	return makeDate(year, month, day, s[17:25], wd, s[:3] == shortDays[wd] && s[8:11] == months[month-1] && s[25:] == " GMT")
 }
 
 // parseASCTime parses "Sun Nov  6 08:49:37 1994"; len(s) is 24. The day of
 // month is two digits or a space and one digit.
-func parseASCTime(s string) (time.Time, bool) {
+func parseASCTime(s string) parsedDate {
 	wd, ok := shortDay(s[:3])
 	if !ok || s[3] != ' ' || s[7] != ' ' || s[10] != ' ' || s[19] != ' ' {
-		return time.Time{}, false
+		return parsedDate{}
 	}
 	month, ok1 := monthName(s[4:7])
 	var day int
@@ -67,13 +94,13 @@ func parseASCTime(s string) (time.Time, bool) {
 	}
 	year, ok3 := fourDigits(s[20:24])
 	if !ok1 || !ok2 || !ok3 {
-		return time.Time{}, false
+		return parsedDate{}
 	}
-	return makeDate(wd, year, month, day, s[11:19])
+	return makeDate(year, month, day, s[11:19], wd, s[:3] == shortDays[wd] && s[4:7] == months[month-1])
 }
 
 // parseRFC850 parses "Sunday, 06-Nov-94 08:49:37 GMT".
-func parseRFC850(s string) (time.Time, bool) {
+func parseRFC850(s string) parsedDate {
 	comma := -1
 	for i := 0; i < len(s) && i < len("Wednesday,"); i++ {
 		if s[i] == ',' {
@@ -82,45 +109,43 @@ func parseRFC850(s string) (time.Time, bool) {
 		}
 	}
 	if comma < 0 {
-		return time.Time{}, false
+		return parsedDate{}
 	}
 	wd, ok := longDay(s[:comma])
 	rest := s[comma:]
 	if !ok || len(rest) != len(", 06-Nov-94 08:49:37 GMT") || rest[:2] != ", " ||
-		rest[4] != '-' || rest[8] != '-' || rest[11] != ' ' || rest[20:] != " GMT" {
-		return time.Time{}, false
+		rest[4] != '-' || rest[8] != '-' || rest[11] != ' ' || !strings.EqualFold(rest[20:], " GMT") {
+		return parsedDate{}
 	}
 	day, ok1 := twoDigits(rest[2:4])
 	month, ok2 := monthName(rest[5:8])
 	yy, ok3 := twoDigits(rest[9:11])
 	if !ok1 || !ok2 || !ok3 {
-		return time.Time{}, false
+		return parsedDate{}
 	}
 	year := 2000 + yy
 	if yy >= 70 {
 		year = 1900 + yy
 	}
-	return makeDate(wd, year, month, day, rest[12:20])
+	return makeDate(year, month, day, rest[12:20], wd, s[:comma] == longDays[wd] && rest[5:8] == months[month-1] && rest[20:] == " GMT")
 }
 
-// makeDate checks the ranges of the date and of tod ("08:49:37") and that
-// wd is the date's weekday.
-func makeDate(wd time.Weekday, year int, month time.Month, day int, tod string) (time.Time, bool) {
+// makeDate checks the ranges of the date and of tod ("08:49:37"); the
+// date is exact if names (the caller's check) is and wd is its weekday.
+func makeDate(year int, month time.Month, day int, tod string, wd time.Weekday, names bool) parsedDate {
 	if tod[2] != ':' || tod[5] != ':' {
-		return time.Time{}, false
+		return parsedDate{}
 	}
 	hour, ok1 := twoDigits(tod[0:2])
 	minute, ok2 := twoDigits(tod[3:5])
 	sec, ok3 := twoDigits(tod[6:8])
 	if !ok1 || !ok2 || !ok3 || hour > 23 || minute > 59 || sec > 60 ||
 		day < 1 || day > daysIn(month, year) {
-		return time.Time{}, false
+		return parsedDate{}
 	}
 	midnight := time.Date(year, month, day, 0, 0, 0, 0, time.UTC)
-	if midnight.Weekday() != wd {
-		return time.Time{}, false
-	}
-	return midnight.Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute + time.Duration(sec)*time.Second), true
+	t := midnight.Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute + time.Duration(sec)*time.Second)
+	return parsedDate{t: t, ok: true, exact: names && midnight.Weekday() == wd}
 }
 
 // daysIn returns the number of days of month in year (proleptic Gregorian).
@@ -134,10 +159,10 @@ var longDays = [...]string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
 
-// shortDay reads day-name (case-sensitive, §5.6.7).
+// shortDay reads day-name, in any case.
 func shortDay(s string) (time.Weekday, bool) {
 	for i, d := range shortDays {
-		if s == d {
+		if strings.EqualFold(s, d) {
 			return time.Weekday(i), true
 		}
 	}
@@ -147,17 +172,17 @@ func shortDay(s string) (time.Weekday, bool) {
 // longDay reads day-name-l of the RFC 850 format.
 func longDay(s string) (time.Weekday, bool) {
 	for i, d := range longDays {
-		if s == d {
+		if strings.EqualFold(s, d) {
 			return time.Weekday(i), true
 		}
 	}
 	return 0, false
 }
 
-// monthName reads month (case-sensitive, §5.6.7).
+// monthName reads month, in any case.
 func monthName(s string) (time.Month, bool) {
 	for i, m := range months {
-		if s == m {
+		if strings.EqualFold(s, m) {
 			return time.Month(i + 1), true
 		}
 	}

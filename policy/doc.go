@@ -24,8 +24,9 @@
 //   - A non-error response to an unsafe method [Invalidates] the target URI,
 //     and the Location and Content-Location URIs that [SameOrigin] accepts.
 //
-// Dates are read with [ParseHTTPDate], which accepts exactly the three
-// HTTP-date formats.
+// Dates are read with [ParseHTTPDate], which accepts the three HTTP-date
+// formats, with day and month names and GMT in any case (If-Modified-Since
+// only in the grammar's case, with a day name that is the date's weekday).
 //
 // Targeted fields (RFC 9213, e.g. CDN-Cache-Control) listed in
 // [Options.TargetedFields] replace Cache-Control and Expires for this cache's

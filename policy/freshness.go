@@ -45,8 +45,8 @@ type Freshness struct {
 // Expires counts only when no s-maxage or max-age is present and no targeted
 // field is in use (RFC 9213 §2.2). Its lifetime is Expires - Date, with
 // responseTime standing in for a missing or invalid Date (RFC 9110 §6.6.1).
-// Dates are read strictly with [ParseHTTPDate]. An Expires that is not a
-// valid HTTP-date (e.g. "0", or "Sun, 06 Nov 1994 8:49:37 GMT") means
+// Dates are read with [ParseHTTPDate] (the grammar's shape, names in any
+// case). An Expires that is not a valid HTTP-date (e.g. "0", or "Sun, 06 Nov 1994 8:49:37 GMT") means
 // "already expired" and gives 0 (§5.3), as does an Expires before Date.
 // Several Expires field lines are treated as invalid, so stale, unless they
 // are identical: §4.2.1 lets a cache either use the first occurrence or

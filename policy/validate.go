@@ -139,7 +139,7 @@ func NotModified(reqHdr Fields, etag, lastModified string) bool {
 	if len(ims) != 1 {
 		return false
 	}
-	since, ok := ParseHTTPDate(ims[0])
+	since, ok := parseStrictDate(ims[0])
 	if !ok {
 		return false
 	}

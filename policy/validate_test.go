@@ -143,6 +143,8 @@ func TestNotModified(t *testing.T) {
 		{"RFC 9110 §13.1.3 invalid date is ignored", hdr("If-Modified-Since", "yesterday"), "", lm, false},
 		{"RFC 9110 §13.1.3 If-Modified-Since with a one-digit hour is ignored", hdr("If-Modified-Since", "Tue, 02 Jan 2024 9:00:00 GMT"), "", lm, false},
 		{"RFC 9110 §13.1.3 If-Modified-Since with lowercase gmt is ignored", hdr("If-Modified-Since", "Mon, 01 Jan 2024 13:00:00 gmt"), "", lm, false},
+		{"RFC 9110 §13.1.3 If-Modified-Since with a wrong day name is ignored", hdr("If-Modified-Since", "Tue, 01 Jan 2024 13:00:00 GMT"), "", lm, false},
+		{"RFC 9110 §13.1.3 If-Modified-Since with an upper-case month is ignored", hdr("If-Modified-Since", "Mon, 01 JAN 2024 13:00:00 GMT"), "", lm, false},
 		{"RFC 9110 §13.1.3 If-Modified-Since in the asctime format", hdr("If-Modified-Since", "Mon Jan  1 13:00:00 2024"), "", lm, true},
 		{"RFC 9110 §13.1.3 more than one member is ignored", hdr("If-Modified-Since", lm, "If-Modified-Since", lm), "", lm, false},
 		{"RFC 9111 §4.3.2 no Last-Modified: Date passed instead still works", hdr("If-Modified-Since", lm), `"a"`, lm, true},
