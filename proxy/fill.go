@@ -34,16 +34,16 @@ type fill struct {
 
 	sharedToken any // from the shared tier's Get, for its Put
 
-	post     bool                // a POST cached by operator opt-in (see post.go)
-	postBody []byte              // its body, sent again by the fetch
-	stale    *cachestore.Entry   // a stored response being revalidated, or nil
+	post     bool              // a POST cached by operator opt-in (see post.go)
+	postBody []byte            // its body, sent again by the fetch
+	stale    *cachestore.Entry // a stored response being revalidated, or nil
 	// unconditional: the revalidation of stale got a 304 that fits no
 	// stored response; the fetch asks again without validators.
 	unconditional bool
-	stream   *stream             // the fetch's stream
-	pinned   []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
-	in       *http.Request       // the fetch's inbound request
-	body     *clientBody         // the client's request body, when forwarded with one
+	stream        *stream             // the fetch's stream
+	pinned        []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
+	in            *http.Request       // the fetch's inbound request
+	body          *clientBody         // the client's request body, when forwarded with one
 }
 
 // varyIndexTTL is the least time a Vary index entry is kept.
