@@ -375,6 +375,7 @@ func proxyConfig(cfg config.Config) proxy.Config {
 			HeuristicFraction: cfg.Cache.HeuristicFraction,
 			HeuristicMax:      time.Duration(cfg.Cache.HeuristicMax),
 			TargetedFields:    slices.Clone(cfg.Cache.TargetedCacheControl),
+			SurrogateToken:    cfg.Cache.SurrogateID,
 		},
 		Grace:          l.proxy.Grace,
 		Keep:           l.proxy.Keep,

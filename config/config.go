@@ -143,6 +143,10 @@ type Cache struct {
 	// TargetedCacheControl lists the RFC 9213 targeted fields this cache
 	// obeys, in precedence order, ahead of Cache-Control.
 	TargetedCacheControl []string `yaml:"targeted_cache_control"`
+	// SurrogateID is this cache's device token for Surrogate-Control (W3C
+	// Edge Architecture 1.0), sent upstream in Surrogate-Capability; ""
+	// ignores Surrogate-Control.
+	SurrogateID string `yaml:"surrogate_id"`
 	// Keep holds stale entries that have validators this much longer, so
 	// they are revalidated with a conditional request instead of refetched.
 	Keep Duration `yaml:"keep"`
@@ -287,6 +291,7 @@ func Default() Config {
 			HeuristicFraction:    0.1,
 			HeuristicMax:         Duration(24 * time.Hour),
 			TargetedCacheControl: []string{"CDN-Cache-Control"},
+			SurrogateID:          "dedupcache",
 			SynthesizeETag:       true,
 			TagHeader:            "Surrogate-Key",
 			PostPaths:            []string{},

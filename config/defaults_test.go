@@ -43,6 +43,7 @@ func TestDefaultHoldsEveryDefault(t *testing.T) {
 		{"cache.heuristic_fraction = policy", c.Cache.HeuristicFraction, pol.HeuristicFraction},
 		{"cache.heuristic_max = policy", time.Duration(c.Cache.HeuristicMax), pol.HeuristicMax},
 		{"cache.targeted_cache_control = policy", c.Cache.TargetedCacheControl, pol.TargetedFields},
+		{"cache.surrogate_id = policy", c.Cache.SurrogateID, pol.SurrogateToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -232,6 +232,7 @@ log: {level: debug, format: json}
 		HeuristicMax:         Duration(time.Hour),
 		Grace:                Duration(90 * time.Second),
 		TargetedCacheControl: []string{"Fastly-Cache-Control", "CDN-Cache-Control"},
+		SurrogateID:          "dedupcache",
 		SynthesizeETag:       true,
 		TagHeader:            "Surrogate-Key",
 		PostPaths:            []string{},

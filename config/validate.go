@@ -74,6 +74,9 @@ func (c Config) Validate() error {
 		v.fail("cache.tag_header", "%s is not a header field name", quote(cc.TagHeader))
 	}
 	v.headerNames("cache.targeted_cache_control", cc.TargetedCacheControl)
+	if cc.SurrogateID != "" && !isToken(cc.SurrogateID) {
+		v.fail("cache.surrogate_id", "%s is not a token (letters, digits and !#$%%&'*+-.^_`|~)", quote(cc.SurrogateID))
+	}
 	v.headerNames("cache.unkeyed_headers", cc.UnkeyedHeaders)
 	v.oneOf("cache.unkeyed_action", cc.UnkeyedAction, UnkeyedStrip, UnkeyedBypass)
 	if cc.MaxInflight < 1 {

@@ -78,6 +78,8 @@ var validateTests = []struct {
 		`cache.heuristic_fraction: NaN is outside (0, 1]`},
 	{"negative grace", func(c *Config) { c.Cache.Grace = Duration(-time.Second) },
 		`cache.grace: -1s is negative`},
+	{"bad surrogate id", func(c *Config) { c.Cache.SurrogateID = "dedup cache" },
+		`cache.surrogate_id: "dedup cache" is not a token (letters, digits and !#$%&'*+-.^_` + "`" + `|~)`},
 	{"bad targeted field", func(c *Config) { c.Cache.TargetedCacheControl = []string{"CDN Cache-Control"} },
 		`cache.targeted_cache_control[0]: "CDN Cache-Control" is not a header field name`},
 	{"repeated targeted field", func(c *Config) { c.Cache.TargetedCacheControl = []string{"CDN-Cache-Control", "cdn-cache-control"} },

@@ -29,6 +29,13 @@ type Options struct {
 	// most specific first, e.g. {"Dedupcache-Cache-Control", "CDN-Cache-Control"}.
 	// Default {"CDN-Cache-Control"}. See [ResponseDirectives].
 	TargetedFields []string
+
+	// SurrogateToken is this cache's device token for Surrogate-Control
+	// (W3C Edge Architecture 1.0): directives untargeted or targeted with
+	// ";token" replace Cache-Control and Expires as a targeted field does
+	// (see [ResponseDirectives]). Empty: Surrogate-Control is ignored.
+	// Default "dedupcache".
+	SurrogateToken string
 }
 
 // DefaultOptions returns the default Options. Each call returns a new value
@@ -38,6 +45,7 @@ func DefaultOptions() Options {
 		HeuristicFraction: 0.1,
 		HeuristicMax:      24 * time.Hour,
 		TargetedFields:    []string{"CDN-Cache-Control"},
+		SurrogateToken:    "dedupcache",
 	}
 }
 
@@ -260,7 +268,7 @@ func ConnectionFields(h http.Header) []string {
 //
 // Call it again on the header produced by [UpdateStoredHeader].
 func StripFields(respHdr http.Header, opt Options) []string {
-	cc, _ := directives(respHdr, opt)
+	cc, i := directives(respHdr, opt)
 	var out []string
 	add := func(names []string) {
 		for _, name := range names {
@@ -271,6 +279,11 @@ func StripFields(respHdr http.Header, opt Options) []string {
 	}
 	add(cc.PrivateFields)
 	add(cc.NoCacheFields)
+	if i == len(opt.TargetedFields) {
+		// Consumed here: the Edge Architecture has a surrogate remove
+		// the field it obeyed, as Fastly does.
+		add([]string{"Surrogate-Control"})
+	}
 	add(hopByHop[:])
 	add(ConnectionFields(respHdr))
 	add([]string{"Proxy-Authentication-Info"})

@@ -8,9 +8,11 @@ import (
 // ResponseDirectives returns the cache directives this cache obeys for a
 // response, and the field they came from. Per RFC 9213 §2.2 that is the first
 // field of opt.TargetedFields (in order) with a valid, non-empty value, in
-// which case Cache-Control and Expires are ignored; otherwise it is
-// Cache-Control. field is the name as listed in opt.TargetedFields, or
-// "Cache-Control".
+// which case Cache-Control and Expires are ignored; then, with
+// opt.SurrogateToken set, Surrogate-Control when a max-age or no-store of
+// it is for this cache (see surrogate.go), which replaces them the same
+// way; otherwise it is Cache-Control. field is the name as listed in
+// opt.TargetedFields, "Surrogate-Control" or "Cache-Control".
 //
 // Targeted fields are Structured Fields Dictionaries (RFC 9213 §2.1, RFC 8941
 // §3.2): keys are lower-case, integers are bare, strings quoted. A field that
@@ -21,19 +23,30 @@ import (
 // the last wins (RFC 8941 §4.2.2). Parameters are ignored.
 func ResponseDirectives(respHdr http.Header, opt Options) (cc CacheControl, field string) {
 	cc, i := directives(respHdr, opt)
-	if i < 0 {
+	switch {
+	case i < 0:
 		return cc, "Cache-Control"
+	case i == len(opt.TargetedFields):
+		return cc, "Surrogate-Control"
 	}
 	return cc, opt.TargetedFields[i]
 }
 
 // directives is [ResponseDirectives] returning the index of the targeted field
-// used, or -1 for Cache-Control.
+// used, len(opt.TargetedFields) for Surrogate-Control, or -1 for
+// Cache-Control.
 func directives(respHdr http.Header, opt Options) (CacheControl, int) {
 	for i, name := range opt.TargetedFields {
 		if lines := fieldLines(respHdr, name); len(lines) > 0 {
 			if cc, ok := parseTargeted(lines); ok {
 				return cc, i
+			}
+		}
+	}
+	if opt.SurrogateToken != "" {
+		if lines := surrogateLines(respHdr); len(lines) > 0 {
+			if cc, ok := parseSurrogate(lines, opt.SurrogateToken); ok {
+				return cc, len(opt.TargetedFields)
 			}
 		}
 	}

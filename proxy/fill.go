@@ -74,6 +74,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if p.cfg.TagHeader != "" {
 		defer delete(resp.Header, p.cfg.TagHeader) // surrogate keys are for us only
 	}
+	if _, ok := resp.Header["Surrogate-Control"]; ok && policy.SurrogateApplies(resp.Header, p.cfg.Policy) {
+		defer delete(resp.Header, "Surrogate-Control") // obeyed here, once decided on
+	}
 	if f.stream != nil {
 		p.fetchResponse(f, f.stream, resp, now)
 		return nil

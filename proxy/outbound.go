@@ -20,6 +20,8 @@ import (
 //   - The target: the upstream URL joined with the request's escaped path
 //     (RawPath kept: /a%2Fb stays /a%2Fb) and its query.
 //   - X-Forwarded-For/-Host/-Proto from the client connection, and Via.
+//   - Surrogate-Capability: this cache's (Config.Policy.SurrogateToken),
+//     after a trusted peer's.
 //   - The unkeyed request fields (Config.UnkeyedHeaders) removed: they
 //     could change the response without being part of the key (with
 //     Config.UnkeyedBypass, from fetches only: see unkeyed.go).
@@ -45,6 +47,17 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 	}
 	out := pr.Out.Header
 	out.Add("Via", via(pr.In.ProtoMajor, pr.In.ProtoMinor))
+	if !trusted {
+		// Only a trusted balancer speaks for surrogates in front: a
+		// client's claim (say, ESI for this cache) could make the origin
+		// answer with what every other client then gets from the cache.
+		delete(out, "Surrogate-Capability")
+	}
+	if p.surrogateCap != nil {
+		// A trusted surrogate's capabilities come first (Edge
+		// Architecture 1.0 §2.2: each surrogate appends its own).
+		out["Surrogate-Capability"] = append(out["Surrogate-Capability"], p.surrogateCap...)
+	}
 	f, _ := pr.In.Context().Value(fillKey{}).(*fill)
 	p.dropUnkeyed(out, f) // unkeyed.go
 	if f == nil || f.status == StatusBypass {
@@ -75,6 +88,16 @@ func setValidators(h http.Header, e *cachestore.Entry) {
 	if lm != "" {
 		h.Set("If-Modified-Since", lm)
 	}
+}
+
+// surrogateCapability is the Surrogate-Capability value for token, nil if
+// it is empty.
+func surrogateCapability(token string) []string {
+	if token == "" {
+		return nil
+	}
+	v := policy.SurrogateCapability(token)
+	return []string{v}[:1:1]
 }
 
 // trustedPeer reports whether the connection's peer is one of

@@ -48,9 +48,12 @@ type Proxy struct {
 	writeAccess func(r *http.Request, cache string, start time.Time, status int, bytes int64, upstream, d time.Duration)
 	tr          *http.Transport
 	up          *upstreamClient // the fetch engine's pool (fetch.go)
-	dates       dateCache
-	now         func() time.Time
-	started     time.Time
+	// surrogateCap is the Surrogate-Capability value outbound adds (nil:
+	// no surrogate token). Shared: never appended to in place.
+	surrogateCap []string
+	dates        dateCache
+	now          func() time.Time
+	started      time.Time
 
 	streams streams // fetches in flight, by key
 	budget  budget  // what fetches in flight may hold
@@ -129,16 +132,17 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		ctx:      ctx,
-		cancel:   cancel,
-		index:    newKeyIndex(),
-		fetchers: make(chan func()),
-		budget:   budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
-		cfg:      cfg,
-		log:      cfg.Logger,
-		headers:  dedupbody.New(dedupbody.Config{}),
-		now:      time.Now,
-		started:  time.Now(),
+		ctx:          ctx,
+		surrogateCap: surrogateCapability(cfg.Policy.SurrogateToken),
+		cancel:       cancel,
+		index:        newKeyIndex(),
+		fetchers:     make(chan func()),
+		budget:       budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
+		cfg:          cfg,
+		log:          cfg.Logger,
+		headers:      dedupbody.New(dedupbody.Config{}),
+		now:          time.Now,
+		started:      time.Now(),
 	}
 	p.arena = arena.New(arenaConfig(cfg.MaxMemory))
 	p.bodies = dedupbody.New(dedupbody.Config{Arena: p.arena})

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -836,4 +838,50 @@ func TestRevalidationMisfit304(t *testing.T) {
 	if p.revalidated.Load() != 0 {
 		t.Errorf("revalidated %d; want 0 (the 304 fitted nothing)", p.revalidated.Load())
 	}
+}
+
+// TestSurrogateControl: the cache advertises its device token upstream
+// (Surrogate-Capability; a client's own claim is dropped, a trusted
+// balancer's kept first) and obeys a Surrogate-Control for it over
+// Cache-Control, which downstream caches still get as the origin sent it;
+// the consumed Surrogate-Control is not passed on.
+func TestSurrogateControl(t *testing.T) {
+	s := &scripted{}
+	o := newOrigin(t, s.handler)
+	for _, tt := range []struct {
+		name    string
+		trusted bool
+		wantCap string
+	}{
+		{"untrusted client", false, `dedupcache="Surrogate/1.0"`},
+		{"trusted balancer", true, `lb="Surrogate/1.0", dedupcache="Surrogate/1.0"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv := newTestProxy(t, o.URL, func(c *Config) {
+				if tt.trusted {
+					c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+				}
+			})
+			s.set(200, "sc", "Cache-Control", "no-store", "Surrogate-Control", "max-age=600;dedupcache")
+			path := "/sc-" + strconv.FormatBool(tt.trusted)
+			resp, _ := do(t, "GET", srv.URL+path, "Surrogate-Capability", `lb="Surrogate/1.0"`)
+			if got := strings.Join(s.last().Header.Values("Surrogate-Capability"), ", "); got != tt.wantCap {
+				t.Errorf("origin's Surrogate-Capability %q; want %q", got, tt.wantCap)
+			}
+			expect(t, "client's Cache-Control", resp.Header.Get("Cache-Control"), "no-store")
+			expect(t, "client's Surrogate-Control", resp.Header.Get("Surrogate-Control"), "")
+			resp, body := do(t, "GET", srv.URL+path)
+			expect(t, "X-Cache", resp.Header.Get("X-Cache"), "HIT")
+			expect(t, "body", body, "sc")
+			expect(t, "hit's Cache-Control", resp.Header.Get("Cache-Control"), "no-store")
+			expect(t, "hit's Surrogate-Control", resp.Header.Get("Surrogate-Control"), "")
+		})
+	}
+	t.Run("no-store for this cache", func(t *testing.T) {
+		_, srv := newTestProxy(t, o.URL, nil)
+		s.set(200, "ns", "Cache-Control", "max-age=600", "Surrogate-Control", "no-store")
+		do(t, "GET", srv.URL+"/sc-ns")
+		resp, _ := do(t, "GET", srv.URL+"/sc-ns")
+		expect(t, "X-Cache", resp.Header.Get("X-Cache"), "BYPASS")
+	})
 }
