@@ -55,8 +55,13 @@ func (p *Proxy) outbound(pr *httputil.ProxyRequest) {
 	}
 	if p.surrogateCap != nil {
 		// A trusted surrogate's capabilities come first (Edge
-		// Architecture 1.0 §2.2: each surrogate appends its own).
-		out["Surrogate-Capability"] = append(out["Surrogate-Capability"], p.surrogateCap...)
+		// Architecture 1.0 §2.2: each surrogate appends its own). Alone,
+		// the shared value (full: an append copies).
+		if v := out["Surrogate-Capability"]; len(v) > 0 {
+			out["Surrogate-Capability"] = append(v, p.surrogateCap...)
+		} else {
+			out["Surrogate-Capability"] = p.surrogateCap
+		}
 	}
 	f, _ := pr.In.Context().Value(fillKey{}).(*fill)
 	p.dropUnkeyed(out, f) // unkeyed.go
