@@ -39,10 +39,9 @@ type Entry struct {
 	Lifetime, InitialAge, StaleRevalidate, StaleError int32
 
 	// state packs what the store keeps about the entry into one word, so
-	// that Entry fits the 112-byte size class instead of 128 (16 B less
-	// per stored key; see BENCHMARKS.md, memory per key): bits 0-3 the
-	// release cause, bit 4 released, bits 8-27 the pins, bits 28-63 the
-	// cost.
+	// that Entry fits the 96-byte size class (with one-word refs, see
+	// dedupbody.Ref; TestEntrySize): bits 0-3 the release cause, bit 4
+	// released, bits 8-27 the pins, bits 28-63 the cost.
 	state atomic.Uint64
 }
 

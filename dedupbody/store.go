@@ -37,6 +37,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -105,6 +106,17 @@ type Body struct {
 	refs    int32  // guarded by store.mu
 	charged bool   // guarded by store.mu: a live reference carries the charge
 	indexed bool
+	// tag is what a [Ref] points to: tag[0] (value 0) for an uncharged
+	// reference, tag[1] (value 1) for the charged one. A Ref is then one
+	// pointer, not a pointer and a flag: an entry holding two of them fits
+	// a smaller size class (BENCHMARKS.md, memory per key).
+	tag [2]byte
+}
+
+// newBody returns a Body with its tags set.
+func newBody(b Body) *Body {
+	b.tag = [2]byte{0, 1}
+	return &b
 }
 
 // Bytes returns the stored bytes. The caller must not modify them.
@@ -136,31 +148,48 @@ func (b *Body) Refs() int {
 // freely, but call [Ref.Release] exactly once per Ref returned by Put.
 // The zero Ref refers to nothing; releasing it does nothing.
 type Ref struct {
-	body    *Body
-	charged bool
+	p *byte // &body.tag[0] (uncharged) or &body.tag[1] (charged); nil: the zero Ref
+}
+
+// tagOffset is where Body.tag is in a Body.
+const tagOffset = unsafe.Offsetof(Body{}.tag)
+
+// refTo returns a reference to b, charged or not.
+func refTo(b *Body, charged bool) Ref {
+	if charged {
+		return Ref{&b.tag[1]}
+	}
+	return Ref{&b.tag[0]}
 }
 
 // Body returns the referenced body, or nil for the zero Ref.
-func (r Ref) Body() *Body { return r.body }
+func (r Ref) Body() *Body {
+	if r.p == nil {
+		return nil
+	}
+	// r.p points into the Body (which it keeps alive): back by the tag's
+	// offset and index, which is the tag's value.
+	return (*Body)(unsafe.Add(unsafe.Pointer(r.p), -int(tagOffset)-int(*r.p)))
+}
 
 // Bytes returns the referenced bytes (nil for the zero Ref). Read-only.
 func (r Ref) Bytes() []byte {
-	if r.body == nil {
+	if r.p == nil {
 		return nil
 	}
-	return r.body.slot.Bytes()
+	return r.Body().slot.Bytes()
 }
 
 // Charged reports whether this reference carries the body's bytes in the
 // caller's accounting (see the package doc).
-func (r Ref) Charged() bool { return r.charged }
+func (r Ref) Charged() bool { return r.p != nil && *r.p == 1 }
 
 // ChargedSize returns Size() of the body if this reference is charged, else 0.
 func (r Ref) ChargedSize() int64 {
-	if r.body == nil || !r.charged {
+	if !r.Charged() {
 		return 0
 	}
-	return r.body.Size()
+	return r.Body().Size()
 }
 
 // Put stores data under its hash h (from [Sum] or a streaming xxhash) and
@@ -189,12 +218,12 @@ func (s *Store) PutCopy(data []byte, h uint64, aux func([]byte) (any, int64)) Re
 func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNew bool) Ref {
 	s.puts.Add(1)
 	if len(data) < s.minShare {
-		b := &Body{slot: s.keep(data, copyNew), store: s, hash: h, refs: 1, charged: true}
+		b := newBody(Body{slot: s.keep(data, copyNew), store: s, hash: h, refs: 1, charged: true})
 		if aux != nil {
 			b.aux, b.extra = aux(b.Bytes())
 		}
 		s.added(b)
-		return Ref{body: b, charged: true}
+		return refTo(b, true)
 	}
 
 	s.mu.Lock()
@@ -202,10 +231,10 @@ func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNe
 	for b := head; b != nil; b = b.next {
 		if bytes.Equal(b.Bytes(), data) {
 			b.refs++
-			r := Ref{body: b}
+			r := refTo(b, false)
 			if !b.charged {
 				b.charged = true
-				r.charged = true
+				r = refTo(b, true)
 				s.uncharged.Add(-b.Size())
 			}
 			s.mu.Unlock()
@@ -216,14 +245,14 @@ func (s *Store) put(data []byte, h uint64, aux func([]byte) (any, int64), copyNe
 		}
 		s.collide.Add(1)
 	}
-	b := &Body{slot: s.keep(data, copyNew), store: s, next: head, hash: h, refs: 1, charged: true, indexed: true}
+	b := newBody(Body{slot: s.keep(data, copyNew), store: s, next: head, hash: h, refs: 1, charged: true, indexed: true})
 	if aux != nil {
 		b.aux, b.extra = aux(b.Bytes())
 	}
 	s.index[h] = b
 	s.mu.Unlock()
 	s.added(b)
-	return Ref{body: b, charged: true}
+	return refTo(b, true)
 }
 
 // keep returns the memory a new body's bytes live in: a copy in the
@@ -257,10 +286,11 @@ func (s *Store) added(b *Body) {
 // store; when it carried the charge and others remain, the body becomes
 // uncharged. Releasing the zero Ref does nothing.
 func (r Ref) Release() {
-	b := r.body
+	b := r.Body()
 	if b == nil {
 		return
 	}
+	charged := r.Charged()
 	s := b.store
 	size := b.Size()
 	s.mu.Lock()
@@ -275,7 +305,7 @@ func (r Ref) Release() {
 		if b.indexed {
 			s.unlink(b)
 		}
-		if !r.charged {
+		if !charged {
 			s.uncharged.Add(-size)
 		}
 		b.charged = false
@@ -286,7 +316,7 @@ func (r Ref) Release() {
 		if s.arena != nil {
 			s.arena.Free(b.slot) // the bytes may be reused from here on
 		}
-	case r.charged:
+	case charged:
 		b.charged = false
 		s.uncharged.Add(size)
 		s.mu.Unlock()
@@ -383,7 +413,7 @@ func (s *Store) Acquire(h uint64, n int64) (Ref, bool) {
 			b.refs++
 			s.refs.Add(1)
 			s.logical.Add(n)
-			return Ref{body: b}, true
+			return refTo(b, false), true
 		}
 	}
 	return Ref{}, false

@@ -571,3 +571,37 @@ func TestConcurrent(t *testing.T) {
 	}
 	checkEmpty(t, st)
 }
+
+// TestRefIsOnePointer: a Ref is one pointer into its Body (see Body.tag),
+// charged or not, and still says which it is and which body it refers to.
+func TestRefIsOnePointer(t *testing.T) {
+	st := New(Config{})
+	a := put(st, "same bytes", 0)
+	b := put(st, "same bytes", 0)
+	if !a.Charged() || b.Charged() {
+		t.Fatalf("Charged: first %v, second %v; want true, false", a.Charged(), b.Charged())
+	}
+	if a.Body() == nil || a.Body() != b.Body() {
+		t.Fatalf("Body: %p and %p; want the same body", a.Body(), b.Body())
+	}
+	if string(a.Bytes()) != "same bytes" || string(b.Bytes()) != "same bytes" {
+		t.Fatalf("Bytes: %q, %q", a.Bytes(), b.Bytes())
+	}
+	if a.ChargedSize() != a.Body().Size() || b.ChargedSize() != 0 {
+		t.Errorf("ChargedSize: %d, %d; want %d, 0", a.ChargedSize(), b.ChargedSize(), a.Body().Size())
+	}
+	var zero Ref
+	if zero.Body() != nil || zero.Bytes() != nil || zero.Charged() || zero.ChargedSize() != 0 {
+		t.Errorf("the zero Ref refers to something")
+	}
+	zero.Release()
+	// Released in either order, the accounting ends at zero.
+	a.Release()
+	if got := st.Stats().UnchargedBytes; got == 0 {
+		t.Errorf("after the charged ref left: UnchargedBytes 0; want the body's size")
+	}
+	b.Release()
+	if s := st.Stats(); s.Bodies != 0 || s.UnchargedBytes != 0 {
+		t.Errorf("after both: %+v; want empty", s)
+	}
+}
