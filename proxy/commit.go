@@ -69,7 +69,12 @@ func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestor
 	merged := policy.UpdateStoredHeader(oldHdr, resp.Header)
 	delete(merged, "Set-Cookie")
 	delete(merged, "Set-Cookie2")
-	if f.stream != nil && p.purgeGen.Load() != f.stream.gen {
+	tags := p.tags(resp.Header)
+	if len(tags) == 0 {
+		tags = p.index.tagsOf(old)
+	}
+	checked := p.purgeGen.Load()
+	if f.stream != nil && p.purgedSince(f.stream.gen, f, tags) {
 		// Purged while revalidating: refreshing the old entry would bring
 		// back what the purge removed. Its client gets it, nobody else.
 		if sc := resp.Header["Set-Cookie"]; len(sc) > 0 {
@@ -93,13 +98,23 @@ func (p *Proxy) freshen(f *fill, resp *http.Response, now time.Time) (*cachestor
 	bodyRef := p.bodies.Put(body.Bytes(), body.Hash(), nil)
 	e := p.newEntry(old.Key, int(old.Status), hdr, int64(len(body.Bytes())), bodyRef, fr, resp.Header, f.reqTime, now)
 	e.Flags |= old.Flags & flagSynthETag
-	tags := p.tags(resp.Header)
-	if len(tags) == 0 {
-		tags = p.index.tagsOf(old)
-	}
 	primary, _, _ := strings.Cut(old.Key, "\x00")
 	p.put(f, e, primary, fr, tags)
+	p.unstoreIfPurged(checked, f, e, tags)
 	return e, nil
+}
+
+// unstoreIfPurged removes e, just stored for fill f, when a purge after
+// generation checked (the one its fetch was checked against) selects it:
+// the purge may have run its deletions before e was in the store.
+func (p *Proxy) unstoreIfPurged(checked uint64, f *fill, e *cachestore.Entry, tags []string) {
+	if p.purgeGen.Load() == checked || !p.purgedSince(checked, f, tags) {
+		return
+	}
+	h, _, _ := entryHashes(e)
+	if cur, ok := p.store.Get(h); ok && cur == e {
+		p.store.Del(h)
+	}
 }
 
 // put stores e (a response for the primary key, or one of its variants

@@ -230,13 +230,16 @@ func (p *Proxy) commitStream(s *stream) {
 	if windowed || s.entry != nil {
 		return
 	}
-	if p.purgeGen.Load() != s.gen {
-		// A purge ran while this response was on its way: it may be what
-		// the purge removed, so it goes to its readers but is not stored.
+	checked := p.purgeGen.Load()
+	if p.purgedSince(s.gen, s.fill, s.pend.tags) {
+		// A purge that selects this response ran while it was on its
+		// way: it may be what the purge removed, so it goes to its
+		// readers but is not stored.
 		p.streams.forget(s)
 		return
 	}
 	s.entry = p.commit(s.fill, s.pend, body)
+	p.unstoreIfPurged(checked, s.fill, s.entry, s.pend.tags)
 	p.streams.forget(s)
 }
 

@@ -85,7 +85,8 @@ type Proxy struct {
 	clientConns atomic.Int64  // open client connections on the proxy's listeners (conns.go)
 	connBytes   atomic.Int64  // sum over those connections of their buffers' estimated size
 	upstream    upstreamStats
-	purgeGen    atomic.Uint64 // bumped by every purge: fetches begun before it do not store
+	purgeGen    atomic.Uint64 // bumped by every purge (beginPurge): see purgegen.go
+	purges      purgeLog      // what the last purges selected
 }
 
 // fillCounts count what happened to responses the proxy tried to store.

@@ -44,7 +44,7 @@ func (p *Proxy) Purge(r PurgeRequest) (PurgeResult, error) {
 			return PurgeResult{}, err
 		}
 	}
-	p.purgeGen.Add(1) // fetches already on their way store nothing
+	p.beginPurge(purgeRecOf(r)) // fetches already on their way store nothing it selects
 	defer p.purgeShared(r)
 	pg := p.newPurger()
 	pg.soft = r.Soft

@@ -22,7 +22,7 @@ func (p *Proxy) servePurge(w http.ResponseWriter, r *http.Request, token string)
 	}
 	host, uri := keyParts(r)
 	uri = p.keyedURI(host, uri, r.Header)
-	p.purgeGen.Add(1)
+	p.beginPurge(purgeRec{urls: [][2]string{{host, uri}}})
 	pg := p.newPurger()
 	pg.soft = r.Header.Get("Soft-Purge") == "1"
 	var keys []string

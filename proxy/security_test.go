@@ -786,3 +786,101 @@ func TestVariantLinkSurvivesOldRelease(t *testing.T) {
 		t.Errorf("variants after both left: %v; want none", got)
 	}
 }
+
+// TestPurgeRacingFillIsScoped: a purge keeps a fetch on its way out of the
+// store only if it selects that fetch's response (its URL on its host or
+// any host, a prefix of its target, one of its tags, everything); a fetch
+// for another URL or tag stores as usual, so that steady purges do not
+// leave misses unstored.
+func TestPurgeRacingFillIsScoped(t *testing.T) {
+	tests := []struct {
+		name   string
+		purge  func(p *Proxy, host string) error
+		stored bool
+	}{
+		{"its URL", func(p *Proxy, host string) error {
+			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/a?q=1"}})
+			return err
+		}, false},
+		{"its path on any host", func(p *Proxy, _ string) error {
+			_, err := p.Purge(PurgeRequest{URLs: []string{"/scoped/a?q=1"}})
+			return err
+		}, false},
+		{"its URL, soft", func(p *Proxy, host string) error {
+			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/a?q=1"}, Soft: true})
+			return err
+		}, false},
+		{"a prefix of it", func(p *Proxy, _ string) error {
+			_, err := p.Purge(PurgeRequest{Prefixes: []string{"/scoped/"}})
+			return err
+		}, false},
+		{"its tag", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{Tags: []string{"t-a"}}); return err }, false},
+		{"everything", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{All: true}); return err }, false},
+		{"its key from the shared tier", func(p *Proxy, host string) error {
+			_, err := p.Purge(PurgeRequest{Keys: []string{host + " /scoped/a?q=1"}, Local: true})
+			return err
+		}, false},
+		{"another URL", func(p *Proxy, host string) error {
+			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/b"}})
+			return err
+		}, true},
+		{"the same path on another host", func(p *Proxy, _ string) error {
+			_, err := p.Purge(PurgeRequest{URLs: []string{"http://other.example/scoped/a?q=1"}})
+			return err
+		}, true},
+		{"another prefix", func(p *Proxy, _ string) error {
+			_, err := p.Purge(PurgeRequest{Prefixes: []string{"/other/"}})
+			return err
+		}, true},
+		{"another tag", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{Tags: []string{"t-b"}}); return err }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var n atomic.Int64
+			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				w.Header().Set("Surrogate-Key", "t-a")
+				if n.Add(1) == 1 {
+					w.Header().Set("Content-Length", "3")
+					w.WriteHeader(200)
+					w.(http.Flusher).Flush()
+					<-release
+					_, _ = io.WriteString(w, "old")
+					return
+				}
+				_, _ = io.WriteString(w, "new")
+			})
+			p, srv := newTestProxy(t, o.URL, nil)
+			host := strings.TrimPrefix(srv.URL, "http://")
+			done := make(chan string)
+			go func() {
+				resp, err := http.Get(srv.URL + "/scoped/a?q=1")
+				if err != nil {
+					done <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				done <- string(b)
+			}()
+			for n.Load() == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := tt.purge(p, host); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			if got := <-done; got != "old" {
+				t.Fatalf("the request in flight got %q; want its own response, old", got)
+			}
+			want := "new" // refetched: the old response was kept out
+			if tt.stored {
+				want = "old"
+			}
+			if _, body := do(t, "GET", srv.URL+"/scoped/a?q=1"); body != want {
+				t.Errorf("after the purge: %q; want %q (stored: %v)", body, want, tt.stored)
+			}
+		})
+	}
+}
