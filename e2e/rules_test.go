@@ -748,6 +748,30 @@ func TestRulesTrustedProxies(t *testing.T) {
 			if got := strings.Join(h.Values("X-Forwarded-Host"), ", "); got != wantH {
 				t.Errorf("origin's X-Forwarded-Host: %q; want %q", got, wantH)
 			}
+
+			// Stored responses: what the origin saw is keyed. A trusted
+			// balancer's https request and a plain one get a response each,
+			// never the other's; an untrusted client's fields change nothing.
+			front := []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "lb.example"}
+			keyed := row.wantProto == "https"
+			for i, step := range []struct {
+				hdr    []string
+				xCache string
+				proto  string
+			}{
+				{front, "MISS", row.wantProto},
+				{nil, map[bool]string{true: "MISS", false: "HIT"}[keyed], "http"},
+				{front, "HIT", row.wantProto},
+				{nil, "HIT", "http"},
+			} {
+				r := must(t, fmt.Sprintf("GET /echo/fwd-key %d", i+1), send("GET", c.url+"/echo/fwd-key", "", step.hdr...), http.StatusOK)
+				if got := r.header.Get("X-Cache"); got != step.xCache {
+					t.Errorf("GET %d %v: X-Cache %q; want %s", i+1, step.hdr, got, step.xCache)
+				}
+				if want := "X-Forwarded-Proto: " + step.proto + "\n"; !strings.Contains(string(r.body), want) {
+					t.Errorf("GET %d %v: body %q; want the response built for %q", i+1, step.hdr, r.body, want)
+				}
+			}
 		})
 	}
 }
