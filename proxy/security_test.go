@@ -722,50 +722,6 @@ func TestFailedFetchAnswersWaiters(t *testing.T) {
 	}
 }
 
-// A purge that runs while a fetch is on its way keeps that fetch's
-// response out of the store: it may be the content the purge removed.
-func TestPurgeRacingFill(t *testing.T) {
-	release := make(chan struct{})
-	var n atomic.Int64
-	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=60")
-		if n.Add(1) == 1 {
-			w.Header().Set("Content-Length", "3")
-			w.WriteHeader(200)
-			w.(http.Flusher).Flush()
-			<-release
-			_, _ = io.WriteString(w, "old")
-			return
-		}
-		_, _ = io.WriteString(w, "new")
-	})
-	p, srv := newTestProxy(t, o.URL, nil)
-	done := make(chan string)
-	go func() {
-		resp, err := http.Get(srv.URL + "/race")
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		done <- string(b)
-	}()
-	for n.Load() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := p.Purge(PurgeRequest{URLs: []string{"/race"}}); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	if got := <-done; got != "old" {
-		t.Errorf("the request in flight got %q; want its own response, old", got)
-	}
-	if _, body := do(t, "GET", srv.URL+"/race"); body != "new" {
-		t.Errorf("after the purge: %q; want new (the old response came back)", body)
-	}
-}
-
 // The variant index keeps the link of a newer variant when an older entry
 // under the same hash leaves late (the review's "variant links can be lost
 // in a race"): a url purge or §4.4 invalidation must still reach it.
@@ -787,8 +743,9 @@ func TestVariantLinkSurvivesOldRelease(t *testing.T) {
 	}
 }
 
-// TestPurgeRacingFillIsScoped: a purge keeps a fetch on its way out of the
-// store only if it selects that fetch's response (its URL on its host or
+// TestPurgeRacingFillIsScoped: a purge that runs while a fetch is on its
+// way keeps that fetch's response out of the store (it may be the content
+// the purge removed), but only if it selects that response (its URL on its host or
 // any host, a prefix of its target, one of its tags, everything); a fetch
 // for another URL or tag stores as usual, so that steady purges do not
 // leave misses unstored.
