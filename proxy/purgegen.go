@@ -34,7 +34,7 @@ type purgeLog struct {
 	recs [purgeLogSize]purgeRec
 }
 
-// begin records r as the next purge and bumps p.purgeGen (under the log's
+// beginPurge records r as the next purge and bumps p.purgeGen (under the log's
 // lock, so that a fetch that sees the new generation finds the record).
 func (p *Proxy) beginPurge(r purgeRec) {
 	l := &p.purges
