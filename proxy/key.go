@@ -171,9 +171,9 @@ func uriPath(uri string) string {
 
 // displayKey returns a key as the dashboard shows it: a variant's request
 // fields after " | vary ", a forwarded context (keyHost) after " | fwd ".
-func displayKey(k string) string {
-	return strings.NewReplacer("\x00", " | vary ", fwdSep, " | fwd ").Replace(k)
-}
+func displayKey(k string) string { return keyDisplay.Replace(k) }
+
+var keyDisplay = strings.NewReplacer("\x00", " | vary ", fwdSep, " | fwd ")
 
 // printableKey writes a key for a header field: control bytes (the
 // separators of cached-POST and shaped keys), bytes past ASCII and '\\'

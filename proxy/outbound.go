@@ -101,8 +101,7 @@ func surrogateCapability(token string) []string {
 	if token == "" {
 		return nil
 	}
-	v := policy.SurrogateCapability(token)
-	return []string{v}[:1:1]
+	return []string{policy.SurrogateCapability(token)} // len == cap: an append copies
 }
 
 // trustedPeer reports whether the connection's peer is one of

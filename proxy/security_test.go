@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -750,46 +751,23 @@ func TestVariantLinkSurvivesOldRelease(t *testing.T) {
 // for another URL or tag stores as usual, so that steady purges do not
 // leave misses unstored.
 func TestPurgeRacingFillIsScoped(t *testing.T) {
+	// {host} stands for the proxy's own host (the key's).
 	tests := []struct {
 		name   string
-		purge  func(p *Proxy, host string) error
+		req    PurgeRequest
 		stored bool
 	}{
-		{"its URL", func(p *Proxy, host string) error {
-			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/a?q=1"}})
-			return err
-		}, false},
-		{"its path on any host", func(p *Proxy, _ string) error {
-			_, err := p.Purge(PurgeRequest{URLs: []string{"/scoped/a?q=1"}})
-			return err
-		}, false},
-		{"its URL, soft", func(p *Proxy, host string) error {
-			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/a?q=1"}, Soft: true})
-			return err
-		}, false},
-		{"a prefix of it", func(p *Proxy, _ string) error {
-			_, err := p.Purge(PurgeRequest{Prefixes: []string{"/scoped/"}})
-			return err
-		}, false},
-		{"its tag", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{Tags: []string{"t-a"}}); return err }, false},
-		{"everything", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{All: true}); return err }, false},
-		{"its key from the shared tier", func(p *Proxy, host string) error {
-			_, err := p.Purge(PurgeRequest{Keys: []string{host + " /scoped/a?q=1"}, Local: true})
-			return err
-		}, false},
-		{"another URL", func(p *Proxy, host string) error {
-			_, err := p.Purge(PurgeRequest{URLs: []string{"http://" + host + "/scoped/b"}})
-			return err
-		}, true},
-		{"the same path on another host", func(p *Proxy, _ string) error {
-			_, err := p.Purge(PurgeRequest{URLs: []string{"http://other.example/scoped/a?q=1"}})
-			return err
-		}, true},
-		{"another prefix", func(p *Proxy, _ string) error {
-			_, err := p.Purge(PurgeRequest{Prefixes: []string{"/other/"}})
-			return err
-		}, true},
-		{"another tag", func(p *Proxy, _ string) error { _, err := p.Purge(PurgeRequest{Tags: []string{"t-b"}}); return err }, true},
+		{"its URL", PurgeRequest{URLs: []string{"http://{host}/scoped/a?q=1"}}, false},
+		{"its path on any host", PurgeRequest{URLs: []string{"/scoped/a?q=1"}}, false},
+		{"its URL, soft", PurgeRequest{URLs: []string{"http://{host}/scoped/a?q=1"}, Soft: true}, false},
+		{"a prefix of it", PurgeRequest{Prefixes: []string{"/scoped/"}}, false},
+		{"its tag", PurgeRequest{Tags: []string{"t-a"}}, false},
+		{"everything", PurgeRequest{All: true}, false},
+		{"its key from the shared tier", PurgeRequest{Keys: []string{"{host} /scoped/a?q=1"}, Local: true}, false},
+		{"another URL", PurgeRequest{URLs: []string{"http://{host}/scoped/b"}}, true},
+		{"the same path on another host", PurgeRequest{URLs: []string{"http://other.example/scoped/a?q=1"}}, true},
+		{"another prefix", PurgeRequest{Prefixes: []string{"/other/"}}, true},
+		{"another tag", PurgeRequest{Tags: []string{"t-b"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -824,7 +802,15 @@ func TestPurgeRacingFillIsScoped(t *testing.T) {
 			for n.Load() == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if err := tt.purge(p, host); err != nil {
+			req := tt.req
+			req.URLs = slices.Clone(req.URLs)
+			req.Keys = slices.Clone(req.Keys)
+			for _, list := range [][]string{req.URLs, req.Keys} {
+				for i := range list {
+					list[i] = strings.ReplaceAll(list[i], "{host}", host)
+				}
+			}
+			if _, err := p.Purge(req); err != nil {
 				t.Fatal(err)
 			}
 			close(release)
