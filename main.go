@@ -41,6 +41,7 @@ import (
 
 	"dedupcache/admin"
 	"dedupcache/config"
+	"dedupcache/internal/gcpace"
 	"dedupcache/dedupbody"
 	"dedupcache/demo"
 	"dedupcache/policy"
@@ -174,6 +175,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("memory limit left to GOMEMLIMIT", "gomemlimit", os.Getenv("GOMEMLIMIT"))
 	}
+
+	defer startPacer(logger)()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -835,6 +838,26 @@ func setMemoryLimit(maxMemory int64) (int64, bool) {
 	limit := memoryLimit(maxMemory)
 	debug.SetMemoryLimit(limit)
 	return limit, true
+}
+
+// startPacer runs the collector's pacer (package gcpace) unless the
+// operator set GOGC, which then stays as the runtime applied it. The
+// returned func stops the pacer and waits for it.
+func startPacer(logger *slog.Logger) (stop func()) {
+	if v := os.Getenv("GOGC"); v != "" {
+		logger.Info("GOGC left as set", "gogc", v)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gcpace.New(gcpace.Config{}).Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // printDemo tells a person what to try against the demo.

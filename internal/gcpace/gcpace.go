@@ -1,0 +1,168 @@
+// Package gcpace sets the garbage collector's GOGC from the program's
+// allocation rate.
+//
+// GOGC trades memory for CPU: the heap may grow to (1 + GOGC/100) times the
+// live data before the collector runs again, and the collector's CPU per
+// allocated byte is about inversely proportional to GOGC. A cache allocates
+// on misses and hardly at all on hits, so one setting is wrong half the
+// time: a high GOGC keeps twice the live metadata resident while the cache
+// sits full and serves hits, a low one costs CPU on every miss while it
+// fills. The pacer runs a low GOGC while the program allocates little (the
+// collector then runs rarely whatever GOGC is) and a high one while it
+// allocates fast. When a burst ends it returns the headroom the burst grew
+// to the OS: one forced collection and scavenge, at most once per MinGap.
+package gcpace
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures [Run]. Zero fields take the defaults.
+type Config struct {
+	// Low is GOGC while the allocation rate stays under BusyRate
+	// (default 25), High while it is above (default 100).
+	Low, High int
+	// BusyRate is the allocation rate, in bytes per second, above which
+	// the program counts as busy (default 8 MiB/s).
+	BusyRate float64
+	// Quiet is how long the rate must stay under BusyRate before Low
+	// applies (default 1 s).
+	Quiet time.Duration
+	// Tick is how often the rate is sampled (default 100 ms).
+	Tick time.Duration
+	// MinRelease is the headroom, beyond what Low allows, worth a forced
+	// collection and scavenge when a burst ends (default 4 MiB).
+	MinRelease int64
+	// MinGap is the shortest time between two forced collections
+	// (default 10 s).
+	MinGap time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Low <= 0 {
+		c.Low = 25
+	}
+	if c.High <= 0 {
+		c.High = 100
+	}
+	if c.BusyRate <= 0 {
+		c.BusyRate = 8 << 20
+	}
+	if c.Quiet <= 0 {
+		c.Quiet = time.Second
+	}
+	if c.Tick <= 0 {
+		c.Tick = 100 * time.Millisecond
+	}
+	if c.MinRelease <= 0 {
+		c.MinRelease = 4 << 20
+	}
+	if c.MinGap <= 0 {
+		c.MinGap = 10 * time.Second
+	}
+}
+
+// Stats counts what a pacer did.
+type Stats struct {
+	// Percent is the GOGC the pacer set last (0 before it ran).
+	Percent int64
+	// Switches counts changes of GOGC.
+	Switches int64
+	// Releases counts forced collections at the end of a burst.
+	Releases int64
+}
+
+// Pacer is a running pacer's state, readable while it runs.
+type Pacer struct {
+	cfg      Config
+	percent  atomic.Int64
+	switches atomic.Int64
+	releases atomic.Int64
+
+	// The runtime's knobs and figures (replaced in tests).
+	setPercent func(int) int
+	release    func()
+	read       func() heap
+}
+
+// heap is what the pacer reads of the runtime: bytes allocated since the
+// program started, the collector's heap goal and the live heap the last
+// collection marked.
+type heap struct{ allocs, goal, live uint64 }
+
+// readHeap reads heap from runtime/metrics.
+func readHeap() heap {
+	s := [3]metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/heap/goal:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	metrics.Read(s[:])
+	var h heap
+	for i, v := range []*uint64{&h.allocs, &h.goal, &h.live} {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			*v = s[i].Value.Uint64()
+		}
+	}
+	return h
+}
+
+// New returns a pacer for cfg; [Pacer.Run] starts it.
+func New(cfg Config) *Pacer {
+	cfg.defaults()
+	return &Pacer{cfg: cfg, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory, read: readHeap}
+}
+
+// Stats returns the pacer's counters.
+func (p *Pacer) Stats() Stats {
+	return Stats{Percent: p.percent.Load(), Switches: p.switches.Load(), Releases: p.releases.Load()}
+}
+
+// Run paces the collector until ctx is done, then restores the GOGC in
+// force when it started.
+func (p *Pacer) Run(ctx context.Context) {
+	prev := p.setPercent(p.cfg.Low)
+	defer p.setPercent(prev)
+	p.percent.Store(int64(p.cfg.Low))
+	t := time.NewTicker(p.cfg.Tick)
+	defer t.Stop()
+	last, lastAt := p.read().allocs, time.Now()
+	busy, quietSince, lastRelease := false, lastAt, time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			h := p.read()
+			rate := float64(h.allocs-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = h.allocs, now
+			switch {
+			case rate > p.cfg.BusyRate:
+				quietSince = now
+				if !busy {
+					busy = true
+					p.set(p.cfg.High)
+				}
+			case busy && now.Sub(quietSince) >= p.cfg.Quiet:
+				busy = false
+				p.set(p.cfg.Low)
+				spare := int64(h.goal) - int64(h.live)*int64(100+p.cfg.Low)/100
+				if spare >= p.cfg.MinRelease && (lastRelease.IsZero() || now.Sub(lastRelease) >= p.cfg.MinGap) {
+					lastRelease = now
+					p.releases.Add(1)
+					p.release()
+				}
+			}
+		}
+	}
+}
+
+func (p *Pacer) set(percent int) {
+	p.setPercent(percent)
+	p.percent.Store(int64(percent))
+	p.switches.Add(1)
+}
