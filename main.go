@@ -852,7 +852,7 @@ func startPacer(logger *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		gcpace.New(gcpace.Config{}).Run(ctx)
+		gcpace.New(gcpace.Config{Logger: logger}).Run(ctx)
 	}()
 	return func() {
 		cancel()

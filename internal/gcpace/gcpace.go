@@ -15,6 +15,7 @@ package gcpace
 
 import (
 	"context"
+	"log/slog"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
@@ -40,6 +41,9 @@ type Config struct {
 	// MinGap is the shortest time between two forced collections
 	// (default 10 s).
 	MinGap time.Duration
+	// Logger, if set, gets a debug record for every change of GOGC and
+	// every forced collection.
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -155,6 +159,8 @@ func (p *Pacer) Run(ctx context.Context) {
 					lastRelease = now
 					p.releases.Add(1)
 					p.release()
+					p.log("gc pacer returned a burst's headroom", "heap_goal_bytes", h.goal,
+						"heap_live_bytes", h.live, "took", time.Since(now))
 				}
 			}
 		}
@@ -165,4 +171,11 @@ func (p *Pacer) set(percent int) {
 	p.setPercent(percent)
 	p.percent.Store(int64(percent))
 	p.switches.Add(1)
+	p.log("gc pacer set GOGC", "gogc", percent)
+}
+
+func (p *Pacer) log(msg string, args ...any) {
+	if p.cfg.Logger != nil {
+		p.cfg.Logger.Debug(msg, args...)
+	}
 }
