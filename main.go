@@ -41,9 +41,9 @@ import (
 
 	"dedupcache/admin"
 	"dedupcache/config"
-	"dedupcache/internal/gcpace"
 	"dedupcache/dedupbody"
 	"dedupcache/demo"
+	"dedupcache/internal/gcpace"
 	"dedupcache/policy"
 	"dedupcache/proxy"
 	"dedupcache/redistier"
