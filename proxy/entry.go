@@ -61,8 +61,8 @@ func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, 
 	}
 	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
 	date := respTime
-	if d, err := http.ParseTime(respHdr.Get("Date")); err == nil {
-		date = d
+	if d, ok := policy.ParseHTTPDate(respHdr.Get("Date")); ok {
+		date = d // the parser freshness and age use, not net/http's (slower, stricter)
 	}
 	var flags uint16
 	if fr.NoCache {

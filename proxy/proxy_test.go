@@ -617,3 +617,29 @@ func TestVia(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredDateRobust: a Date the cache's own date parser reads (names in
+// any case, RFC 9110 §5.6.7 recipients' leniency) is the Date served from
+// the entry, not the time the cache received the response, so that Date
+// and Age agree on hits (RFC 9111 §4.2.3 computes the age from it).
+func TestStoredDateRobust(t *testing.T) {
+	date := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", strings.ToLower(date.Format(http.TimeFormat)))
+		w.Header().Set("Cache-Control", "max-age=7200")
+		_, _ = io.WriteString(w, "dated")
+	}))
+	defer origin.Close()
+	_, srv := newTestProxy(t, origin.URL, nil)
+	do(t, "GET", srv.URL+"/d")
+	resp, _ := do(t, "GET", srv.URL+"/d")
+	if got := resp.Header.Get("X-Cache"); got != "HIT" {
+		t.Fatalf("X-Cache %q, want HIT", got)
+	}
+	if got, want := resp.Header.Get("Date"), date.Format(http.TimeFormat); got != want {
+		t.Errorf("Date %q, want the origin's %q", got, want)
+	}
+	if age, _ := strconv.Atoi(resp.Header.Get("Age")); age < 3600 || age > 3660 {
+		t.Errorf("Age %q, want about 3600 (the Date is an hour old)", resp.Header.Get("Age"))
+	}
+}
