@@ -108,13 +108,13 @@ type proc struct {
 }
 
 // startProc starts bin with args and a clean environment (no GOMEMLIMIT or
-// GOGC from the caller). lines, if not nil, receives each stdout line
+// GOGC from the caller) plus env ("NAME=value"). lines, if not nil, receives each stdout line
 // without blocking the child.
-func startProc(t *testing.T, name, bin string, args []string, lines chan<- string) *proc {
+func startProc(t *testing.T, name, bin string, args []string, lines chan<- string, env ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -285,6 +285,7 @@ type cacheOptions struct {
 	upstream string   // -upstream, unless empty
 	args     []string // more flags
 	stdout   chan<- string
+	env      []string // environment beyond cleanEnv ("NAME=value")
 }
 
 // startCache starts dedupcache on free loopback ports, retrying with new
@@ -301,7 +302,7 @@ func startCache(t *testing.T, o cacheOptions) *cache {
 			args = append(args, "-upstream", o.upstream)
 		}
 		args = append(args, o.args...)
-		p := startProc(t, "dedupcache", cacheBin, args, o.stdout)
+		p := startProc(t, "dedupcache", cacheBin, args, o.stdout, o.env...)
 		c := &cache{proc: p, url: "http://" + listen, adminURL: "http://" + admin}
 		err := c.waitHealthy()
 		if err == nil {
