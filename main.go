@@ -36,6 +36,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
@@ -176,11 +177,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Info("memory limit left to GOMEMLIMIT", "gomemlimit", os.Getenv("GOMEMLIMIT"))
 	}
 
-	defer startPacer(logger)()
+	pacer, stopPacer := startPacer(logger)
+	defer stopPacer()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := build(cfg, demoLn, level, logger, stderr)
+	a, err := build(cfg, demoLn, level, logger, stderr, pacerMetrics(pacer)...)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitFailed
@@ -514,7 +516,7 @@ type app struct {
 // build binds the listeners and makes the proxy, the admin side and the
 // servers. Access lines in formats other than a log record go to
 // accessOut. On error, whatever it opened is closed.
-func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger *slog.Logger, accessOut io.Writer) (_ *app, err error) {
+func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger *slog.Logger, accessOut io.Writer, metrics ...prometheus.Collector) (_ *app, err error) {
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy listener: %w", err)
@@ -596,6 +598,7 @@ func build(cfg config.Config, demoLn net.Listener, level *slog.LevelVar, logger 
 		Latency:      latency,
 		Logger:       logger,
 		Build:        buildInfo(),
+		Collectors:   metrics,
 	})
 
 	a := &app{cfg: cfg, level: level, logger: logger, proxy: p, admin: adm, tier: tier}
@@ -841,22 +844,41 @@ func setMemoryLimit(maxMemory int64) (int64, bool) {
 }
 
 // startPacer runs the collector's pacer (package gcpace) unless the
-// operator set GOGC, which then stays as the runtime applied it. The
-// returned func stops the pacer and waits for it.
-func startPacer(logger *slog.Logger) (stop func()) {
+// operator set GOGC, which then stays as the runtime applied it (and the
+// pacer is nil). stop stops the pacer and waits for it.
+func startPacer(logger *slog.Logger) (_ *gcpace.Pacer, stop func()) {
 	if v := os.Getenv("GOGC"); v != "" {
 		logger.Info("GOGC left as set", "gogc", v)
-		return func() {}
+		return nil, func() {}
 	}
+	p := gcpace.New(gcpace.Config{Logger: logger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		gcpace.New(gcpace.Config{Logger: logger}).Run(ctx)
+		p.Run(ctx)
 	}()
-	return func() {
+	return p, func() {
 		cancel()
 		<-done
+	}
+}
+
+// pacerMetrics are the pacer's counters for /metrics (none without a
+// pacer); the GOGC it sets is the Go collector's go_gc_gogc_percent.
+func pacerMetrics(p *gcpace.Pacer) []prometheus.Collector {
+	if p == nil {
+		return nil
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "dedupcache", Name: "gc_pacer_switches_total",
+			Help: "Changes of GOGC by the collector's pacer (100 while the process allocates fast, 25 at rest).",
+		}, func() float64 { return float64(p.Stats().Switches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "dedupcache", Name: "gc_pacer_releases_total",
+			Help: "Forced collections that returned an allocation burst's heap headroom to the OS.",
+		}, func() float64 { return float64(p.Stats().Releases) }),
 	}
 }
 

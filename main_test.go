@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"dedupcache/config"
+	"dedupcache/internal/gcpace"
 	"dedupcache/policy"
 	"dedupcache/proxy"
 )
@@ -111,5 +114,31 @@ func TestLiveOf(t *testing.T) {
 			}
 			base = config.Default()
 		})
+	}
+}
+
+// TestPacerMetrics: the pacer's two counters register cleanly (a pedantic
+// registry checks their descriptions against what they collect), are
+// named as Prometheus counters, and are absent without a pacer (GOGC set
+// by the operator).
+func TestPacerMetrics(t *testing.T) {
+	if m := pacerMetrics(nil); m != nil {
+		t.Errorf("pacerMetrics(nil) = %v, want none", m)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(pacerMetrics(gcpace.New(gcpace.Config{}))...)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range fams {
+		names = append(names, f.GetName())
+		if f.GetType().String() != "COUNTER" || len(f.GetMetric()) != 1 {
+			t.Errorf("%s: %s with %d series, want one counter", f.GetName(), f.GetType(), len(f.GetMetric()))
+		}
+	}
+	if want := []string{"dedupcache_gc_pacer_releases_total", "dedupcache_gc_pacer_switches_total"}; !slices.Equal(names, want) {
+		t.Errorf("families %v, want %v", names, want)
 	}
 }

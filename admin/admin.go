@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"dedupcache/admin/dashboard"
@@ -61,6 +62,9 @@ type Config struct {
 	// Build, if its Version is set, is exported on /metrics as
 	// dedupcache_build_info.
 	Build Build
+	// Collectors are more metrics for /metrics (the process's garbage
+	// collector pacer, say).
+	Collectors []prometheus.Collector
 }
 
 // Build describes the running binary for dedupcache_build_info.

@@ -28,6 +28,7 @@ func (a *Admin) newRegistry() *prometheus.Registry {
 	if a.cfg.Build.Version != "" {
 		reg.MustRegister(buildInfo(a.cfg.Build))
 	}
+	reg.MustRegister(a.cfg.Collectors...)
 	return reg
 }
 

@@ -104,6 +104,13 @@ func TestGCPacer(t *testing.T) {
 	if rested > filled-1<<20 {
 		t.Errorf("RSS %s after the pacer's collection, %s after the fill: want at least 1 MiB less", mib(rested), mib(filled))
 	}
+	r := do("GET", c.adminURL+"/metrics")
+	if v, ok := metricValue(string(r.body), "dedupcache_gc_pacer_releases_total"); !ok || v < 1 {
+		t.Errorf("dedupcache_gc_pacer_releases_total %v (present %v), want >= 1", v, ok)
+	}
+	if v, ok := metricValue(string(r.body), "dedupcache_gc_pacer_switches_total"); !ok || v < 2 {
+		t.Errorf("dedupcache_gc_pacer_switches_total %v (present %v), want >= 2", v, ok)
+	}
 	if st := c.stats(t); st.Entries != 20000 {
 		t.Errorf("entries after the collection %d, want 20000", st.Entries)
 	}
@@ -113,6 +120,9 @@ func TestGCPacer(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	if g := gcPercent(t, fixed); g != 80 {
 		t.Errorf("with GOGC=80 in the environment GOGC is %v after a fill", g)
+	}
+	if r := do("GET", fixed.adminURL+"/metrics"); strings.Contains(string(r.body), "dedupcache_gc_pacer_") {
+		t.Error("with GOGC=80 /metrics has the pacer's counters")
 	}
 	if log := fixed.stderr.String(); strings.Contains(log, "gc pacer") || !strings.Contains(log, "GOGC left as set") {
 		t.Errorf("with GOGC=80 the pacer ran or did not say it stood aside:\n%s", log)
