@@ -1,24 +1,27 @@
-// Package gcpace sets the garbage collector's GOGC from the program's
-// allocation rate.
+// Package gcpace sets the garbage collector's GOGC from how busy the
+// process is.
 //
 // GOGC trades memory for CPU: the heap may grow to (1 + GOGC/100) times the
 // live data before the collector runs again, and the collector's CPU per
 // allocated byte is about inversely proportional to GOGC. A cache allocates
 // on misses and hardly at all on hits, so one setting is wrong half the
 // time: a high GOGC keeps twice the live metadata resident while the cache
-// sits full and serves hits, a low one costs CPU on every miss while it
-// fills. The pacer runs a low GOGC while the program allocates little (the
-// collector then runs rarely whatever GOGC is) and a high one while it
-// allocates fast. When a burst ends it returns the headroom the burst grew
-// to the OS: one forced collection and scavenge, at most once per MinGap.
+// sits full, a low one costs CPU on every miss while it fills. The pacer
+// runs a high GOGC while the process is busy (it allocates fast, or it uses
+// much of its CPU) and a low one once it has been quiet for a while; going
+// quiet, it returns the headroom the busy spell grew to the OS: one forced
+// collection and scavenge, at most once per MinGap. Both cost CPU, which is
+// why a process busy serving (hits allocate nothing) keeps the high GOGC.
 package gcpace
 
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -28,9 +31,13 @@ type Config struct {
 	// (default 25), High while it is above (default 100).
 	Low, High int
 	// BusyRate is the allocation rate, in bytes per second, above which
-	// the program counts as busy (default 8 MiB/s).
+	// the process counts as busy (default 8 MiB/s).
 	BusyRate float64
-	// Quiet is how long the rate must stay under BusyRate before Low
+	// BusyCPU is the share of GOMAXPROCS above which the process's CPU
+	// time (user and system, getrusage) makes it count as busy (default
+	// 0.5).
+	BusyCPU float64
+	// Quiet is how long the process must stay under both before Low
 	// applies (default 1 s).
 	Quiet time.Duration
 	// Tick is how often the rate is sampled (default 100 ms).
@@ -55,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.BusyRate <= 0 {
 		c.BusyRate = 8 << 20
+	}
+	if c.BusyCPU <= 0 {
+		c.BusyCPU = 0.5
 	}
 	if c.Quiet <= 0 {
 		c.Quiet = time.Second
@@ -91,14 +101,18 @@ type Pacer struct {
 	setPercent func(int) int
 	release    func()
 	read       func() heap
+	procs      func() int
 }
 
 // heap is what the pacer reads of the runtime: bytes allocated since the
-// program started, the collector's heap goal and the live heap the last
-// collection marked.
-type heap struct{ allocs, goal, live uint64 }
+// program started, the collector's heap goal, the live heap the last
+// collection marked, and the process's CPU time so far.
+type heap struct {
+	allocs, goal, live uint64
+	cpu                time.Duration
+}
 
-// readHeap reads heap from runtime/metrics.
+// readHeap reads heap from runtime/metrics and getrusage.
 func readHeap() heap {
 	s := [3]metrics.Sample{
 		{Name: "/gc/heap/allocs:bytes"},
@@ -112,13 +126,18 @@ func readHeap() heap {
 			*v = s[i].Value.Uint64()
 		}
 	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		h.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	return h
 }
 
 // New returns a pacer for cfg; [Pacer.Run] starts it.
 func New(cfg Config) *Pacer {
 	cfg.defaults()
-	return &Pacer{cfg: cfg, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory, read: readHeap}
+	return &Pacer{cfg: cfg, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory, read: readHeap,
+		procs: func() int { return runtime.GOMAXPROCS(0) }}
 }
 
 // Stats returns the pacer's counters.
@@ -134,7 +153,7 @@ func (p *Pacer) Run(ctx context.Context) {
 	p.percent.Store(int64(p.cfg.Low))
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
-	last, lastAt := p.read().allocs, time.Now()
+	last, lastAt := p.read(), time.Now()
 	busy, quietSince, lastRelease := false, lastAt, time.Time{}
 	for {
 		select {
@@ -142,10 +161,12 @@ func (p *Pacer) Run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			h := p.read()
-			rate := float64(h.allocs-last) / now.Sub(lastAt).Seconds()
-			last, lastAt = h.allocs, now
+			dt := now.Sub(lastAt).Seconds()
+			rate := float64(h.allocs-last.allocs) / dt
+			cores := (h.cpu - last.cpu).Seconds() / dt
+			last, lastAt = h, now
 			switch {
-			case rate > p.cfg.BusyRate:
+			case rate > p.cfg.BusyRate || cores > p.cfg.BusyCPU*float64(p.procs()):
 				quietSince = now
 				if !busy {
 					busy = true

@@ -18,6 +18,7 @@ type fakeRuntime struct {
 	allocs   uint64 // /gc/heap/allocs:bytes
 	goal     uint64
 	live     uint64
+	cpu      time.Duration // the process's CPU time
 	percent  int
 	releases int
 }
@@ -25,7 +26,7 @@ type fakeRuntime struct {
 func (f *fakeRuntime) read() heap {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return heap{allocs: f.allocs, goal: f.goal, live: f.live}
+	return heap{allocs: f.allocs, goal: f.goal, live: f.live, cpu: f.cpu}
 }
 
 func (f *fakeRuntime) setPercent(p int) int {
@@ -50,6 +51,12 @@ func (f *fakeRuntime) alloc(n uint64) {
 	f.goal = 2 * f.live // GOGC=100 headroom
 }
 
+func (f *fakeRuntime) spend(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cpu += d
+}
+
 func (f *fakeRuntime) state() (percent, releases int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -63,17 +70,22 @@ func TestPacer(t *testing.T) {
 		f := &fakeRuntime{percent: 100, live: 64 << 20, goal: 80 << 20}
 		p := New(Config{})
 		p.setPercent, p.release, p.read = f.setPercent, f.release, f.read
+		p.procs = func() int { return 2 }
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); p.Run(ctx) }()
 
-		step := func(d time.Duration, perTick uint64) {
+		// step runs d of ticks, each allocating perTick bytes and using
+		// cpuTick of CPU time (of the 200 ms two processors offer).
+		stepCPU := func(d time.Duration, perTick uint64, cpuTick time.Duration) {
 			for end := time.Now().Add(d); time.Now().Before(end); {
 				f.alloc(perTick)
+				f.spend(cpuTick)
 				time.Sleep(100 * time.Millisecond)
 				synctest.Wait()
 			}
 		}
+		step := func(d time.Duration, perTick uint64) { stepCPU(d, perTick, 10*time.Millisecond) }
 		synctest.Wait()
 		if pc, _ := f.state(); pc != 25 {
 			t.Fatalf("at start GOGC = %d, want the low 25", pc)
@@ -106,6 +118,19 @@ func TestPacer(t *testing.T) {
 		if st := p.Stats(); st.Percent != 25 || st.Releases != 2 || st.Switches != 6 {
 			t.Fatalf("Stats = %+v, want Percent 25, Releases 2, Switches 6", st)
 		}
+		// Serving hits: no allocation, but more than half the CPU. The
+		// pacer stays busy (a forced collection would take CPU from the
+		// requests) until the load drops.
+		step(10*time.Second, 0)
+		stepCPU(time.Second, 4<<20, 150*time.Millisecond) // a fill: busy
+		stepCPU(3*time.Second, 0, 150*time.Millisecond)   // hits at 1.5 cores of 2
+		if pc, rel := f.state(); pc != 100 || rel != 2 {
+			t.Fatalf("CPU-busy without allocating: GOGC = %d, releases %d; want 100, 2", pc, rel)
+		}
+		stepCPU(2*time.Second, 0, 50*time.Millisecond) // 0.5 cores: quiet
+		if pc, rel := f.state(); pc != 25 || rel != 3 {
+			t.Fatalf("after the load: GOGC = %d, releases %d; want 25, 3", pc, rel)
+		}
 		cancel()
 		<-done
 		if pc, _ := f.state(); pc != 100 {
@@ -126,6 +151,11 @@ func TestReadHeap(t *testing.T) {
 	if b.allocs < a.allocs+1<<20 {
 		t.Errorf("allocs went from %d to %d over a 1 MiB allocation", a.allocs, b.allocs)
 	}
+	for end := time.Now().Add(20 * time.Millisecond); time.Now().Before(end); {
+	}
+	if c := readHeap(); c.cpu < a.cpu+10*time.Millisecond {
+		t.Errorf("process CPU went from %v to %v over 20 ms of spinning", a.cpu, c.cpu)
+	}
 }
 
 var sink []byte
@@ -135,7 +165,7 @@ var sink []byte
 func TestRunRestoresGOGC(t *testing.T) {
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
-	p := New(Config{Low: 30, Tick: time.Millisecond})
+	p := New(Config{Low: 30, Tick: time.Hour}) // no tick: the start and the stop alone
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
