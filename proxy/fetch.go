@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,7 @@ import (
 //
 // Both build the upstream request with outbound: a fetch runs the same
 // Rewrite on a ProxyRequest made the way ReverseProxy makes one
-// (outRequest), then copies the result into a fasthttp request.
+// (outReq.fill), then copies the result into a fasthttp request.
 
 // upstreamClient is the fetch engine's connection pool to the upstream.
 type upstreamClient struct {
@@ -251,7 +252,9 @@ func (p *Proxy) serveFetch(k *sink, in *http.Request) (clean bool) {
 // buildFetch writes the upstream request for fetch in into req: the
 // request outbound makes for in, as ReverseProxy would send it.
 func (p *Proxy) buildFetch(in *http.Request, req *fasthttp.Request) {
-	out := outRequest(in)
+	o := outRequests.Get().(*outReq)
+	defer o.release()
+	out := o.fill(in)
 	p.outbound(&httputil.ProxyRequest{In: in, Out: out})
 	req.Header.SetMethod(out.Method)
 	req.SetRequestURI(out.URL.Scheme + "://" + out.URL.Host + out.URL.RequestURI())
@@ -271,17 +274,41 @@ func (p *Proxy) buildFetch(in *http.Request, req *fasthttp.Request) {
 	}
 }
 
-// outRequest is the outbound request ReverseProxy hands to Rewrite for in,
-// as far as outbound reads and writes it (URL and header): a copy without
-// hop-by-hop fields (and those Connection names) and without the client's
-// Forwarded and X-Forwarded-* fields.
-func outRequest(in *http.Request) *http.Request {
-	u := *in.URL
-	h := make(http.Header, len(in.Header)+4)
+// outReq holds an outbound request while buildFetch builds it (pooled:
+// nothing keeps it once its fields are copied into fasthttp's request).
+type outReq struct {
+	r http.Request
+	u url.URL
+	h http.Header
+}
+
+// outRequests pools outReqs.
+var outRequests = sync.Pool{New: func() any { return &outReq{h: make(http.Header, 16)} }}
+
+// fill makes o the outbound request ReverseProxy would hand to Rewrite for
+// in, as far as outbound reads and writes it (URL and header), and returns
+// it: a copy without hop-by-hop fields (and those Connection names) and
+// without the client's Forwarded and X-Forwarded-* fields.
+func (o *outReq) fill(in *http.Request) *http.Request {
+	o.u = *in.URL
 	for k, v := range in.Header {
-		h[k] = v[:len(v):len(v)] // shared values: an append must copy
+		o.h[k] = v[:len(v):len(v)] // shared values: an append must copy
 	}
-	out := &http.Request{Method: in.Method, URL: &u, Header: h, Proto: in.Proto, ProtoMajor: in.ProtoMajor, ProtoMinor: in.ProtoMinor}
+	o.r = http.Request{Method: in.Method, URL: &o.u, Header: o.h, Proto: in.Proto, ProtoMajor: in.ProtoMajor, ProtoMinor: in.ProtoMinor}
+	outFields(in, o.h)
+	return &o.r
+}
+
+// release forgets the request and puts o back in the pool.
+func (o *outReq) release() {
+	clear(o.h)
+	o.r, o.u = http.Request{}, url.URL{}
+	outRequests.Put(o)
+}
+
+// outFields removes from h, a copy of in's header, what a proxy does not
+// forward (see outReq.fill).
+func outFields(in *http.Request, h http.Header) {
 	removeHopByHop(h)
 	if v := in.Header["Te"]; len(v) > 0 && hasToken(v, "trailers") {
 		h["Te"] = []string{"trailers"} // ReverseProxy keeps this one
@@ -290,10 +317,12 @@ func outRequest(in *http.Request) *http.Request {
 		delete(h, k)
 	}
 	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = []string{""} // no default: send none
+		h["User-Agent"] = noUserAgent // no default: send none
 	}
-	return out
 }
+
+// noUserAgent is an empty User-Agent (full: an append copies).
+var noUserAgent = []string{""}[:1:1]
 
 // hopHeaders are the hop-by-hop fields a proxy never forwards (RFC 9110
 // §7.6.1), as ReverseProxy removes them.
