@@ -873,11 +873,11 @@ func pacerMetrics(p *gcpace.Pacer) []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "dedupcache", Name: "gc_pacer_switches_total",
-			Help: "Changes of GOGC by the collector's pacer (100 while the process allocates fast, 25 at rest).",
+			Help: "Changes of GOGC by the collector's pacer (100 while the process is busy, 25 at rest).",
 		}, func() float64 { return float64(p.Stats().Switches) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "dedupcache", Name: "gc_pacer_releases_total",
-			Help: "Forced collections that returned an allocation burst's heap headroom to the OS.",
+			Help: "Forced collections that returned a busy spell's heap headroom to the OS.",
 		}, func() float64 { return float64(p.Stats().Releases) }),
 	}
 }

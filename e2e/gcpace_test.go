@@ -87,7 +87,7 @@ func TestGCPacer(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(c.stderr.String(), "gc pacer returned a burst's headroom") {
+	for !strings.Contains(c.stderr.String(), "gc pacer returned a busy spell's headroom") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no forced collection within 10 s of the fill (GOGC %v)", gcPercent(t, c))
 		}

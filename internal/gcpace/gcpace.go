@@ -25,10 +25,10 @@ import (
 	"time"
 )
 
-// Config configures [Run]. Zero fields take the defaults.
+// Config configures a [Pacer]. Zero fields take the defaults.
 type Config struct {
-	// Low is GOGC while the allocation rate stays under BusyRate
-	// (default 25), High while it is above (default 100).
+	// Low is GOGC once the process has been quiet for Quiet (default
+	// 25), High while it is busy (default 100).
 	Low, High int
 	// BusyRate is the allocation rate, in bytes per second, above which
 	// the process counts as busy (default 8 MiB/s).
@@ -40,10 +40,11 @@ type Config struct {
 	// Quiet is how long the process must stay under both before Low
 	// applies (default 1 s).
 	Quiet time.Duration
-	// Tick is how often the rate is sampled (default 100 ms).
+	// Tick is how often the allocation rate and CPU time are sampled
+	// (default 100 ms).
 	Tick time.Duration
 	// MinRelease is the headroom, beyond what Low allows, worth a forced
-	// collection and scavenge when a burst ends (default 4 MiB).
+	// collection and scavenge when a busy spell ends (default 4 MiB).
 	MinRelease int64
 	// MinGap is the shortest time between two forced collections
 	// (default 10 s).
@@ -86,7 +87,7 @@ type Stats struct {
 	Percent int64
 	// Switches counts changes of GOGC.
 	Switches int64
-	// Releases counts forced collections at the end of a burst.
+	// Releases counts forced collections at the end of a busy spell.
 	Releases int64
 }
 
@@ -180,7 +181,7 @@ func (p *Pacer) Run(ctx context.Context) {
 					lastRelease = now
 					p.releases.Add(1)
 					p.release()
-					p.log("gc pacer returned a burst's headroom", "heap_goal_bytes", h.goal,
+					p.log("gc pacer returned a busy spell's headroom", "heap_goal_bytes", h.goal,
 						"heap_live_bytes", h.live, "took", time.Since(now))
 				}
 			}
