@@ -39,7 +39,7 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 	// A copy (into the arena) when the body is new: body is the fetch's
 	// buffer, which goes back to its pool once its readers are done.
 	bodyRef = p.bodies.PutCopy(body, sum, validatorsAux(v))
-	primary := keyString(f.host, f.uri)
+	primary := f.primaryKey()
 	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
 	if _, origin := c.respHdr["Etag"]; !origin && len(c.hdr["Etag"]) > 0 {
 		e.Flags |= flagSynthETag
@@ -165,6 +165,6 @@ func hasValidator(h http.Header) bool {
 // markHitForMiss stores a marker that sends the key's requests straight
 // upstream for hitForMissTTL.
 func (p *Proxy) markHitForMiss(f *fill) {
-	p.store.Set(f.hash, &cachestore.Entry{Key: keyString(f.host, f.uri), Flags: flagHitForMiss}, hitForMissTTL)
+	p.store.Set(f.hash, &cachestore.Entry{Key: f.primaryKey(), Flags: flagHitForMiss}, hitForMissTTL)
 	p.store.Wait() // the leader's client may ask again as soon as it has its answer
 }

@@ -43,7 +43,7 @@ func (p *Proxy) fastMiss(ctx *fasthttp.RequestCtx, host, uri string, h uint64, f
 	if p.ctx.Err() != nil || p.streams.get(key) != nil {
 		return false // a waiter takes the full path
 	}
-	f := &fill{status: StatusMiss, fwd: fwd, host: key[:len(host)], uri: key[len(host)+1:], hash: h, req: noDirectives}
+	f := &fill{status: StatusMiss, fwd: fwd, host: key[:len(host)], uri: key[len(host)+1:], key: key, hash: h, req: noDirectives}
 	if rule != nil {
 		f.rule = rule.String()
 	}

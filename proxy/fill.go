@@ -23,6 +23,7 @@ type fill struct {
 	fetch   bool   // a fetch filling the cache (conditionals replaced by ours)
 
 	host, uri string
+	key       string // host + " " + uri once built (primaryKey)
 	hash      uint64
 	method    string
 	w         http.ResponseWriter // the client's writer (nil for fetches)
@@ -44,6 +45,17 @@ type fill struct {
 	pinned        []*cachestore.Entry // entries a fetch pinned, unpinned when it ends
 	in            *http.Request       // the fetch's inbound request
 	body          *clientBody         // the client's request body, when forwarded with one
+}
+
+// primaryKey returns f's primary key, host + " " + uri, building it once:
+// the stream of a fetch and the entry it stores share one string. It is
+// called on the request's goroutine before a fetch starts (newFetch gives
+// the fetch's fill the built key), so the fetch only reads it.
+func (f *fill) primaryKey() string {
+	if f.key == "" {
+		f.key = keyString(f.host, f.uri)
+	}
+	return f.key
 }
 
 // varyIndexTTL is the least time a Vary index entry is kept.

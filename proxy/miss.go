@@ -28,7 +28,7 @@ import (
 // miss answers r, which found no usable entry, from a fetch for its key.
 func (p *Proxy) miss(w http.ResponseWriter, r *http.Request, f *fill) {
 	var rd *streamReader
-	s, leader := p.streams.join(keyString(f.host, f.uri), func() *stream {
+	s, leader := p.streams.join(f.primaryKey(), func() *stream {
 		s := p.newFetch(r, f)
 		if s != nil {
 			rd, _ = s.attach() // before the fetch starts: the leader reads from the start
@@ -69,11 +69,11 @@ func (p *Proxy) missAlone(w http.ResponseWriter, r *http.Request, f *fill) {
 // stale-while-revalidate), unless a fetch for the key is in flight already:
 // a stale hit costs a table lookup beyond the one refresh.
 func (p *Proxy) refresh(r *http.Request, e *cachestore.Entry, f *fill) {
-	if p.ctx.Err() != nil || p.streams.get(keyString(f.host, f.uri)) != nil {
+	if p.ctx.Err() != nil || p.streams.get(f.primaryKey()) != nil {
 		return
 	}
 	f.stale, f.fwd = e, "stale"
-	s, leader := p.streams.join(keyString(f.host, f.uri), func() *stream { return p.newFetch(r, f) })
+	s, leader := p.streams.join(f.primaryKey(), func() *stream { return p.newFetch(r, f) })
 	if leader {
 		p.refreshes.Add(1)
 		p.startFetch(s)
@@ -89,7 +89,7 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	ff := &fill{
 		status: StatusMiss, fwd: f.fwd, detail: f.detail, fetch: true,
-		host: f.host, uri: f.uri, hash: f.hash, req: f.req, stale: f.stale,
+		host: f.host, uri: f.uri, key: f.primaryKey(), hash: f.hash, req: f.req, stale: f.stale,
 		rule: f.rule,
 		post: f.post, postBody: f.postBody,
 	}
@@ -102,7 +102,7 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 			ff.stale = nil // evicted meanwhile: a plain fetch
 		}
 	}
-	s := newStream(p, keyString(f.host, f.uri), ff, cancel)
+	s := newStream(p, ff.key, ff, cancel)
 	s.gen = p.purgeGen.Load()
 	ff.stream = s
 	ff.in = p.fetchRequest(context.WithValue(ctx, fillKey{}, ff), r, ff)

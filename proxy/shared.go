@@ -104,7 +104,7 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 	}
 	ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
 	defer cancel()
-	primary := keyString(f.host, f.uri)
+	primary := f.primaryKey()
 	key, vary := primary, []string(nil)
 	se, token, ok := sh.Get(ctx, primary)
 	f.sharedToken = token
