@@ -24,29 +24,19 @@ func gcPercent(t *testing.T, c *cache) float64 {
 	return v
 }
 
-// fillDistinct stores n distinct 4 KiB objects through c with 4 clients.
+// fillDistinct stores n distinct 4 KiB objects through c with 4 clients
+// (flood), and stops the test if any request failed.
 func fillDistinct(t *testing.T, c *cache, n int, tag string) {
 	t.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for range 4 {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				r := do(http.MethodGet, fmt.Sprintf("%s/obj/%d?distinct=%d&size=4096&tag=%s", c.url, i, n, tag))
-				if r.err != nil || r.status != http.StatusOK {
-					failed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if f := failed.Load(); f > 0 {
-		t.Fatalf("%d of %d requests failed", f, n)
+	flood(t, n, 4, floodLimit(n), func(i int) string {
+		r := do(http.MethodGet, fmt.Sprintf("%s/obj/%d?distinct=%d&size=4096&tag=%s", c.url, i, n, tag))
+		if r.err != nil || r.status != http.StatusOK {
+			return fmt.Sprintf("%v, status %d", r.err, r.status)
+		}
+		return ""
+	})
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -31,7 +31,7 @@ import (
 //
 // Both build the upstream request with outbound: a fetch runs the same
 // Rewrite on a ProxyRequest made the way ReverseProxy makes one
-// (outReq.fill), then copies the result into a fasthttp request.
+// (outReq.build), then copies the result into a fasthttp request.
 
 // upstreamClient is the fetch engine's connection pool to the upstream.
 type upstreamClient struct {
@@ -254,7 +254,7 @@ func (p *Proxy) serveFetch(k *sink, in *http.Request) (clean bool) {
 func (p *Proxy) buildFetch(in *http.Request, req *fasthttp.Request) {
 	o := outRequests.Get().(*outReq)
 	defer o.release()
-	out := o.fill(in)
+	out := o.build(in)
 	p.outbound(&httputil.ProxyRequest{In: in, Out: out})
 	req.Header.SetMethod(out.Method)
 	req.SetRequestURI(out.URL.Scheme + "://" + out.URL.Host + out.URL.RequestURI())
@@ -285,11 +285,11 @@ type outReq struct {
 // outRequests pools outReqs.
 var outRequests = sync.Pool{New: func() any { return &outReq{h: make(http.Header, 16)} }}
 
-// fill makes o the outbound request ReverseProxy would hand to Rewrite for
+// build makes o the outbound request ReverseProxy would hand to Rewrite for
 // in, as far as outbound reads and writes it (URL and header), and returns
 // it: a copy without hop-by-hop fields (and those Connection names) and
 // without the client's Forwarded and X-Forwarded-* fields.
-func (o *outReq) fill(in *http.Request) *http.Request {
+func (o *outReq) build(in *http.Request) *http.Request {
 	o.u = *in.URL
 	for k, v := range in.Header {
 		o.h[k] = v[:len(v):len(v)] // shared values: an append must copy
@@ -307,7 +307,7 @@ func (o *outReq) release() {
 }
 
 // outFields removes from h, a copy of in's header, what a proxy does not
-// forward (see outReq.fill).
+// forward (see outReq.build).
 func outFields(in *http.Request, h http.Header) {
 	removeHopByHop(h)
 	if v := in.Header["Te"]; len(v) > 0 && hasToken(v, "trailers") {

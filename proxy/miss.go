@@ -115,7 +115,7 @@ func (p *Proxy) newFetch(r *http.Request, f *fill) *stream {
 // as a GET, or as the cached POST with its body.
 func (p *Proxy) fetchRequest(ctx context.Context, r *http.Request, f *fill) *http.Request {
 	// A shallow copy: the header and URL are shared with r, and nothing
-	// writes either (outReq.fill copies them for the upstream request).
+	// writes either (outReq.build copies them for the upstream request).
 	in := r.WithContext(ctx)
 	in.Method, in.Body, in.ContentLength = http.MethodGet, http.NoBody, 0
 	if f.post {

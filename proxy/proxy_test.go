@@ -107,6 +107,23 @@ func newTestProxy(t testing.TB, upstream string, mod func(*Config)) (*Proxy, *ht
 	return p, srv
 }
 
+// getAsync GETs url on a goroutine of its own and sends its body, or the
+// error's text, on the returned channel (unbuffered: the test receives it).
+func getAsync(url string) <-chan string {
+	done := make(chan string)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	return done
+}
+
 // get fetches url with method and returns status, headers and body.
 func do(t *testing.T, method, url string, hdr ...string) (*http.Response, string) {
 	t.Helper()

@@ -790,17 +790,7 @@ func TestPurgeRacingFillIsScoped(t *testing.T) {
 			})
 			p, srv := newTestProxy(t, o.URL, nil)
 			host := strings.TrimPrefix(srv.URL, "http://")
-			done := make(chan string)
-			go func() {
-				resp, err := http.Get(srv.URL + "/scoped/a?q=1")
-				if err != nil {
-					done <- err.Error()
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				done <- string(b)
-			}()
+			done := getAsync(srv.URL + "/scoped/a?q=1")
 			for n.Load() == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}

@@ -546,17 +546,7 @@ func TestCoalescedWaiterCancellation(t *testing.T) {
 		_, _ = io.WriteString(w, "late")
 	})
 	p, srv := newTestProxy(t, o.URL, nil)
-	leaderDone := make(chan string)
-	go func() {
-		resp, err := http.Get(srv.URL + "/slow")
-		if err != nil {
-			leaderDone <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		leaderDone <- string(b)
-	}()
+	leaderDone := getAsync(srv.URL + "/slow")
 	for o.hits.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}

@@ -101,27 +101,27 @@ type Pacer struct {
 	// The runtime's knobs and figures (replaced in tests).
 	setPercent func(int) int
 	release    func()
-	read       func() heap
+	read       func() sample
 	procs      func() int
 }
 
-// heap is what the pacer reads of the runtime: bytes allocated since the
-// program started, the collector's heap goal, the live heap the last
-// collection marked, and the process's CPU time so far.
-type heap struct {
+// sample is what the pacer reads of the process: bytes allocated since
+// it started, the collector's heap goal, the live heap the last collection
+// marked, and its CPU time so far.
+type sample struct {
 	allocs, goal, live uint64
 	cpu                time.Duration
 }
 
-// readHeap reads heap from runtime/metrics and getrusage.
-func readHeap() heap {
+// readSample reads a sample from runtime/metrics and getrusage.
+func readSample() sample {
 	s := [3]metrics.Sample{
 		{Name: "/gc/heap/allocs:bytes"},
 		{Name: "/gc/heap/goal:bytes"},
 		{Name: "/gc/heap/live:bytes"},
 	}
 	metrics.Read(s[:])
-	var h heap
+	var h sample
 	for i, v := range []*uint64{&h.allocs, &h.goal, &h.live} {
 		if s[i].Value.Kind() == metrics.KindUint64 {
 			*v = s[i].Value.Uint64()
@@ -137,7 +137,7 @@ func readHeap() heap {
 // New returns a pacer for cfg; [Pacer.Run] starts it.
 func New(cfg Config) *Pacer {
 	cfg.defaults()
-	return &Pacer{cfg: cfg, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory, read: readHeap,
+	return &Pacer{cfg: cfg, setPercent: debug.SetGCPercent, release: debug.FreeOSMemory, read: readSample,
 		procs: func() int { return runtime.GOMAXPROCS(0) }}
 }
 

@@ -23,10 +23,10 @@ type fakeRuntime struct {
 	releases int
 }
 
-func (f *fakeRuntime) read() heap {
+func (f *fakeRuntime) read() sample {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return heap{allocs: f.allocs, goal: f.goal, live: f.live, cpu: f.cpu}
+	return sample{allocs: f.allocs, goal: f.goal, live: f.live, cpu: f.cpu}
 }
 
 func (f *fakeRuntime) setPercent(p int) int {
@@ -139,12 +139,12 @@ func TestPacer(t *testing.T) {
 	})
 }
 
-// TestReadHeap reads the real runtime's figures.
-func TestReadHeap(t *testing.T) {
+// TestReadSample reads the real runtime's figures.
+func TestReadSample(t *testing.T) {
 	runtime.GC()
-	a := readHeap()
+	a := readSample()
 	sink = make([]byte, 1<<20)
-	b := readHeap()
+	b := readSample()
 	if a.live == 0 || a.goal < a.live {
 		t.Errorf("after a collection: live %d, goal %d; want live > 0 and goal >= live", a.live, a.goal)
 	}
@@ -153,7 +153,7 @@ func TestReadHeap(t *testing.T) {
 	}
 	for end := time.Now().Add(20 * time.Millisecond); time.Now().Before(end); {
 	}
-	if c := readHeap(); c.cpu < a.cpu+10*time.Millisecond {
+	if c := readSample(); c.cpu < a.cpu+10*time.Millisecond {
 		t.Errorf("process CPU went from %v to %v over 20 ms of spinning", a.cpu, c.cpu)
 	}
 }
