@@ -182,6 +182,24 @@ func TestRunRestoresGOGC(t *testing.T) {
 	}
 }
 
+// TestReleaseDropsPooled checks that a quiet spell's release frees what
+// sync.Pools hold: an object put in a pool before it is collected by it
+// (one collection alone would keep it, in the pool's victim cache).
+func TestReleaseDropsPooled(t *testing.T) {
+	var pool sync.Pool
+	freed := make(chan struct{})
+	buf := new([4096]byte)
+	runtime.AddCleanup(buf, func(ch chan struct{}) { close(ch) }, freed)
+	pool.Put(buf)
+	buf = nil
+	release()
+	select {
+	case <-freed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a pooled buffer survived the release")
+	}
+}
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
