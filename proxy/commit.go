@@ -34,11 +34,9 @@ func (p *Proxy) commit(f *fill, c *pending, body []byte) *cachestore.Entry {
 	if p.cfg.SynthesizeETag && !hasValidator(c.hdr) {
 		c.hdr["Etag"] = []string{fmt.Sprintf(`"dc-%016x"`, sum)}
 	}
-	var bodyRef dedupbody.Ref
-	v, _, _ := takeValidators(c.hdr)
 	// A copy (into the arena) when the body is new: body is the fetch's
 	// buffer, which goes back to its pool once its readers are done.
-	bodyRef = p.bodies.PutCopy(body, sum, validatorsAux(v))
+	bodyRef := p.bodies.PutCopy(body, sum, headerValidators(c.hdr).aux())
 	primary := f.primaryKey()
 	e := p.newEntry(primary, c.status, c.hdr, int64(len(body)), bodyRef, c.fresh, c.respHdr, f.reqTime, c.rtime)
 	if _, origin := c.respHdr["Etag"]; !origin && len(c.hdr["Etag"]) > 0 {

@@ -47,7 +47,8 @@ func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
 // body's Content-Length and goes to the header store.
 func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
 	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	v, etag, lm := takeValidators(hdr)
+	v := headerValidators(hdr)
+	etag, lm := v.etag != "", v.lm != ""
 	var block []byte
 	switch {
 	case etag && lm:
@@ -156,27 +157,36 @@ func (v *validators) lastModified() []string {
 	return v.v[1:2:2]
 }
 
-// takeValidators returns the single-valued ETag and Last-Modified of hdr
-// as validators (nil when there are none to take) and whether each was
-// taken.
-func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
-	et, l := hdr["Etag"], hdr["Last-Modified"]
-	etag, lm = len(et) == 1 && et[0] != "", len(l) == 1 && l[0] != ""
-	if !etag && !lm {
-		return nil, false, false
+// fieldValidators are the single-valued ETag and Last-Modified of a
+// header ("" for a field that is absent, empty or repeated), as views of
+// its values: nothing is copied until an entry or body keeps them (own).
+type fieldValidators struct{ etag, lm string }
+
+// headerValidators returns hdr's validators as views.
+func headerValidators(hdr http.Header) fieldValidators {
+	var fv fieldValidators
+	if et := hdr["Etag"]; len(et) == 1 {
+		fv.etag = et[0]
 	}
-	var a, b string
-	if etag {
-		a = et[0]
+	if lm := hdr["Last-Modified"]; len(lm) == 1 {
+		fv.lm = lm[0]
 	}
-	if lm {
-		b = l[0]
-	}
-	// One allocation for both, and always a new one: a + b returns a
-	// itself when b is empty, and the values are views of the whole
-	// response header's bytes (fieldsHeader), which the entry would keep.
+	return fv
+}
+
+// none reports whether there are no validators to take.
+func (fv fieldValidators) none() bool { return fv.etag == "" && fv.lm == "" }
+
+// own returns the validators as a *validators of their own bytes (nil when
+// there are none), in one allocation for both, and always a new one: the
+// views point into the whole response header's bytes (fieldsHeader),
+// which whatever keeps them would keep.
+func (fv fieldValidators) own() *validators {
+	a, b := fv.etag, fv.lm
 	var s string
 	switch {
+	case a == "" && b == "":
+		return nil
 	case b == "":
 		s = strings.Clone(a)
 	case a == "":
@@ -184,7 +194,26 @@ func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
 	default:
 		s = a + b
 	}
-	return &validators{v: [2]string{s[:len(a)], s[len(a):]}}, etag, lm
+	return &validators{v: [2]string{s[:len(a)], s[len(a):]}}
+}
+
+// aux is the body store's aux function for a new body stored for a
+// response with these validators (see validatorsAux); nil when there are
+// none. It copies them only when the body is new: a body stored already
+// keeps the validators it was stored with.
+func (fv fieldValidators) aux() func([]byte) (any, int64) {
+	if fv.none() {
+		return nil
+	}
+	return func([]byte) (any, int64) { v := fv.own(); return v, v.Size() }
+}
+
+// takeValidators returns the single-valued ETag and Last-Modified of hdr
+// as validators of their own (nil when there are none to take) and
+// whether each was taken.
+func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
+	fv := headerValidators(hdr)
+	return fv.own(), fv.etag != "", fv.lm != ""
 }
 
 // entryValidators returns the ETag and Last-Modified of a stored response
@@ -251,18 +280,19 @@ func validatorsAux(v *validators) func([]byte) (any, int64) {
 	return func([]byte) (any, int64) { return v, v.Size() }
 }
 
-// entryExtra is the Extra of an entry for a response with validators v and
-// body: the body's validators when they are equal, else v's own.
-func entryExtra(v *validators, body dedupbody.Ref) cachestore.Extra {
-	if v == nil {
+// entryExtra is the Extra of an entry for a response with validators fv
+// and body: the body's validators when they are equal, else a copy of its
+// own.
+func entryExtra(fv fieldValidators, body dedupbody.Ref) cachestore.Extra {
+	if fv.none() {
 		return nil
 	}
 	if b := body.Body(); b != nil {
-		if bv, ok := b.Aux().(*validators); ok && bv.v == v.v {
+		if bv, ok := b.Aux().(*validators); ok && bv.v == [2]string{fv.etag, fv.lm} {
 			return bodyValidators{bv}
 		}
 	}
-	return v
+	return fv.own()
 }
 
 // varyIndex is a Vary index entry's Extra: the request fields that select

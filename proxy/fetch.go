@@ -370,43 +370,63 @@ func responseHeader(rh *fasthttp.ResponseHeader) http.Header {
 // (names normalized as net/http's), leaving out the field named skip. It
 // allocates little per field: names found in common are shared constants,
 // every value points into one copy of the values' bytes, and every field's
-// value slice into one array (each full, so that an Add reallocates).
+// value slice into one array (each full, so that an Add reallocates). The
+// fields are read once, into pooled scratch: a second pass over all, or
+// counters the loop body updated, would put the loop's variables on the
+// heap (all is a dynamic call, so its loop body escapes).
 func fieldsHeader(all iter.Seq2[[]byte, []byte], common map[string]string, skip string) http.Header {
-	n, size := 0, 0
+	sc := fieldScratch.Get().(*[][]byte)
 	for k, v := range all {
-		n++
-		size += len(v)
-		if _, ok := common[string(k)]; !ok {
-			size += len(k)
+		*sc = append(*sc, k, v)
+	}
+	kv := *sc
+	n, size := len(kv)/2, 0
+	for i := 0; i < len(kv); i += 2 {
+		size += len(kv[i+1])
+		if _, ok := common[string(kv[i])]; !ok {
+			size += len(kv[i])
 		}
 	}
 	h := make(http.Header, n)
 	buf := make([]byte, 0, size)
 	vals := make([]string, 0, n)
-	str := func(b []byte) string { // a string of b's bytes, copied into buf
-		start := len(buf)
-		buf = append(buf, b...)
-		if len(b) == 0 {
-			return ""
-		}
-		return unsafe.String(&buf[start], len(b)) // buf never grows past size, nor changes
-	}
-	for k, v := range all {
+	for i := 0; i < len(kv); i += 2 {
+		k, v := kv[i], kv[i+1]
 		if string(k) == skip {
 			continue
 		}
 		key, ok := common[string(k)]
 		if !ok {
-			key = str(k)
+			key, buf = appendString(buf, k)
 		}
+		var val string
+		val, buf = appendString(buf, v)
 		if old, dup := h[key]; dup {
-			h[key] = append(old, str(v)) // full: a new array
+			h[key] = append(old, val) // full: a new array
 			continue
 		}
-		vals = append(vals, str(v))
+		vals = append(vals, val)
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+	clear(kv) // the views point into the fasthttp header's buffers
+	*sc = kv[:0]
+	fieldScratch.Put(sc)
 	return h
+}
+
+// fieldScratch holds fieldsHeader's field views (name, value, name, ...).
+var fieldScratch = sync.Pool{New: func() any { s := make([][]byte, 0, 64); return &s }}
+
+// appendString appends b to buf and returns a string of the bytes it
+// appended, and buf. buf must have room (its capacity is never exceeded,
+// so the bytes never move).
+func appendString(buf, b []byte) (string, []byte) {
+	if len(b) == 0 {
+		return "", buf
+	}
+	start := len(buf)
+	buf = append(buf, b...)
+	return unsafe.String(&buf[start], len(b)), buf
 }
 
 // commonNames are response field names, in net/http's canonical form, that

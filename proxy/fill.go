@@ -108,6 +108,16 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 // label sets X-Cache and Cache-Status on a response from the upstream.
 func label(h http.Header, st Status, fwd string, withStatus bool, status int, stored bool, detail string) {
 	h["X-Cache"] = xCache[st]
+	if !withStatus && detail == "" {
+		if cs, ok := plainCacheStatus[plainStatus{fwd, stored}]; ok {
+			if _, there := h["Cache-Status"]; !there {
+				h["Cache-Status"] = cs // shared: full, so an append reallocates
+			} else {
+				h.Add("Cache-Status", cs[0])
+			}
+			return
+		}
+	}
 	cs := cacheName + "; fwd=" + fwd
 	if withStatus {
 		cs += "; fwd-status=" + strconv.Itoa(status)
@@ -120,6 +130,29 @@ func label(h http.Header, st Status, fwd string, withStatus bool, status int, st
 	}
 	h.Add("Cache-Status", cs)
 }
+
+// plainStatus is a Cache-Status without fwd-status or detail.
+type plainStatus struct {
+	fwd    string
+	stored bool
+}
+
+// plainCacheStatus holds label's most common values built once (a miss's
+// "dedupcache; fwd=uri-miss; stored" among them), each as a full
+// one-value slice: labelling the usual response allocates nothing.
+var plainCacheStatus = func() map[plainStatus][]string {
+	m := make(map[plainStatus][]string)
+	for _, fwd := range []string{"bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale", "partial"} {
+		for _, stored := range []bool{false, true} {
+			cs := cacheName + "; fwd=" + fwd
+			if stored {
+				cs += "; stored"
+			}
+			m[plainStatus{fwd, stored}] = []string{cs}[:1:1]
+		}
+	}
+	return m
+}()
 
 // fetchResponse decides what fetch f's stream carries, from the upstream's
 // response header: the stale entry freshened by a 304, the stale entry

@@ -69,3 +69,46 @@ func validFieldValue(s string) bool {
 	}
 	return true
 }
+
+// TestLabel: label's Cache-Status values, the prebuilt ones included; an
+// upstream cache's entry stays first (RFC 9211 §2: the cache nearest the
+// user comes last); and a prebuilt value is shared read-only: appending to
+// one response's field leaves the next response's alone.
+func TestLabel(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		upstream   []string
+		st         Status
+		fwd        string
+		withStatus bool
+		stored     bool
+		detail     string
+		want       []string
+	}{
+		{"stored miss", nil, StatusMiss, "uri-miss", false, true, "", []string{"dedupcache; fwd=uri-miss; stored"}},
+		{"bypass", nil, StatusBypass, "method", false, false, "", []string{"dedupcache; fwd=method"}},
+		{"with status", nil, StatusMiss, "stale", true, true, "", []string{"dedupcache; fwd=stale; fwd-status=200; stored"}},
+		{"with detail", nil, StatusBypass, "request", true, false, "request-body", []string{"dedupcache; fwd=request; fwd-status=200; detail=request-body"}},
+		{"unknown fwd", nil, StatusMiss, "other", false, false, "", []string{"dedupcache; fwd=other"}},
+		{"after an upstream cache", []string{"edge; hit"}, StatusMiss, "uri-miss", false, true, "", []string{"edge; hit", "dedupcache; fwd=uri-miss; stored"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.upstream != nil {
+				h["Cache-Status"] = slices.Clone(tc.upstream)
+			}
+			label(h, tc.st, tc.fwd, tc.withStatus, 200, tc.stored, tc.detail)
+			if !slices.Equal(h["Cache-Status"], tc.want) || h.Get("X-Cache") != xCache[tc.st][0] {
+				t.Errorf("Cache-Status %q, X-Cache %q; want %q, %q", h["Cache-Status"], h.Get("X-Cache"), tc.want, xCache[tc.st][0])
+			}
+		})
+	}
+	first, second := http.Header{}, http.Header{}
+	label(first, StatusMiss, "uri-miss", false, 200, true, "")
+	first.Add("Cache-Status", "appended")
+	first["Cache-Status"] = withFwdStatus(first["Cache-Status"], 304)
+	label(second, StatusMiss, "uri-miss", false, 200, true, "")
+	if want := []string{"dedupcache; fwd=uri-miss; stored"}; !slices.Equal(second["Cache-Status"], want) {
+		t.Errorf("after changes to another response's field: %q, want %q", second["Cache-Status"], want)
+	}
+}

@@ -195,7 +195,7 @@ func (p *Proxy) runFetch(s *stream) {
 			f.stale, f.fwd = e, "stale" // revalidate the shared copy
 		}
 	}
-	k := &sink{s: s, h: make(http.Header)}
+	k := &sink{s: s}
 	f.reqTime = p.now()
 	clean := p.fetchUpstream(k, f)
 	if s.kind == 0 {

@@ -136,7 +136,9 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		StaleRevalidate: se.StaleRevalidate,
 		StaleError:      se.StaleError,
 	}
-	e.Extra = entryExtra(v, e.Body)
+	if v != nil {
+		e.Extra = entryExtra(fieldValidators{v.v[0], v.v[1]}, e.Body)
+	}
 	if entryFields(e) == nil {
 		e.Header.Release()
 		e.Body.Release()

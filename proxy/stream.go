@@ -563,7 +563,15 @@ type sink struct {
 	n     int64
 }
 
-func (k *sink) Header() http.Header { return k.h }
+// Header returns the header the response is built in, made on first use:
+// the fast fetch sets its own (the upstream's, converted) before
+// WriteHeader.
+func (k *sink) Header() http.Header {
+	if k.h == nil {
+		k.h = make(http.Header)
+	}
+	return k.h
+}
 
 // WriteHeader publishes the response (1xx are dropped: only a client
 // connection could use them).
@@ -576,7 +584,7 @@ func (k *sink) WriteHeader(code int) {
 	if s.kind != 0 {
 		return // decided in modifyResponse (an entry) or by the error handler
 	}
-	s.status, s.header = code, k.h
+	s.status, s.header = code, k.Header()
 	switch {
 	case s.pend != nil:
 		if s.pend.length == 0 {

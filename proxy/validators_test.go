@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"dedupcache/dedupbody"
 )
 
 // TestValidatorsOutOfBlock: a response's ETag and Last-Modified are kept in
@@ -170,14 +172,19 @@ func TestValidatorsOwnTheirBytes(t *testing.T) {
 			if tc.lm != "" {
 				h["Last-Modified"] = []string{buf[len(tc.etag) : len(tc.etag)+len(tc.lm)]}
 			}
-			v, _, _ := takeValidators(h)
-			if v.v[0] != tc.etag || v.v[1] != tc.lm {
-				t.Fatalf("validators %q, want %q %q", v.v, tc.etag, tc.lm)
-			}
-			lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(buf))), uintptr(unsafe.Pointer(unsafe.StringData(buf)))+uintptr(len(buf))
-			for _, s := range v.v {
-				if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); s != "" && p >= lo && p < hi {
-					t.Fatalf("validator %q is a view of the header's buffer", s)
+			taken, _, _ := takeValidators(h)
+			auxed, _ := headerValidators(h).aux()(nil) // what a new body keeps
+			kept := entryExtra(headerValidators(h), dedupbody.Ref{})
+			for name, x := range map[string]any{"takeValidators": taken, "a new body's aux": auxed, "an entry's Extra": kept} {
+				v, ok := x.(*validators)
+				if !ok || v.v[0] != tc.etag || v.v[1] != tc.lm {
+					t.Fatalf("%s: %#v, want validators %q %q", name, x, tc.etag, tc.lm)
+				}
+				lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(buf))), uintptr(unsafe.Pointer(unsafe.StringData(buf)))+uintptr(len(buf))
+				for _, s := range v.v {
+					if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); s != "" && p >= lo && p < hi {
+						t.Fatalf("%s: validator %q is a view of the header's buffer", name, s)
+					}
 				}
 			}
 		})
