@@ -63,7 +63,7 @@ type Proxy struct {
 	bg      sync.WaitGroup // fetches
 	// fetchers hands a fetch to an idle fetcher goroutine (unbuffered: a
 	// send succeeds only if one is waiting); fetcherWG counts them.
-	fetchers  chan func()
+	fetchers  chan *stream
 	fetcherWG sync.WaitGroup
 	tunerWG   sync.WaitGroup // tuneMemoryLimit
 
@@ -137,7 +137,7 @@ func New(cfg Config) (*Proxy, error) {
 		surrogateCap: surrogateCapability(cfg.Policy.SurrogateToken),
 		cancel:       cancel,
 		index:        newKeyIndex(),
-		fetchers:     make(chan func()),
+		fetchers:     make(chan *stream),
 		budget:       budget{maxBytes: inflight, maxFills: cfg.MaxInflight},
 		cfg:          cfg,
 		log:          cfg.Logger,

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"dedupcache/dedupbody/arena"
 )
@@ -117,5 +118,37 @@ func TestLateWaiterServedFromEntry(t *testing.T) {
 	}
 	if got := o.hits.Load(); got != 1 {
 		t.Fatalf("upstream requests: %d, want 1 (the late waiter made its own)", got)
+	}
+}
+
+// TestFetchContext: a fetch's context outlives the client's request (its
+// cancellation does not reach the fetch), keeps the request's values,
+// carries the fill, and ends when the proxy closes.
+func TestFetchContext(t *testing.T) {
+	p, _ := newTestProxy(t, "http://127.0.0.1:1", nil)
+	type testKey struct{}
+	reqCtx, hangUp := context.WithCancel(context.WithValue(context.Background(), testKey{}, "the request's"))
+	r := httptest.NewRequestWithContext(reqCtx, http.MethodGet, "http://example.com/x", nil)
+	s := p.newFetch(r, &fill{status: StatusMiss, fwd: "uri-miss", host: "example.com", uri: "/x"})
+	if s == nil {
+		t.Fatal("no fetch")
+	}
+	defer p.budget.endFill()
+	ctx := s.fill.in.Context()
+	hangUp()
+	if ctx.Err() != nil {
+		t.Fatalf("the client's hang-up cancelled the fetch: %v", ctx.Err())
+	}
+	if got := ctx.Value(testKey{}); got != "the request's" {
+		t.Errorf("request value %v, want kept", got)
+	}
+	if got, _ := ctx.Value(fillKey{}).(*fill); got != s.fill {
+		t.Errorf("fill %p, want the fetch's %p", got, s.fill)
+	}
+	p.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fetch's context outlived the proxy")
 	}
 }
