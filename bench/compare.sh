@@ -129,7 +129,7 @@ machine() {
     echo "cpu: $(nproc) x $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
     echo "mem: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "go: $("$GO" version | awk '{print $3}'), ours: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo +local-changes)"
+    echo "go: $("$GO" version | awk '{print $3}'), ours: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet -- . ':!bench/results' || echo +local-changes)"
     echo "harness: ${BENCH#"$ROOT"/}/run.sh"
     echo "OURS_CMD: ${OURS_CMD//$ROOT\//}"
   } | tee -a "$OUT/machine.txt"

@@ -121,7 +121,7 @@ HM_MIX=$(tr ',' '\n' <<< "$MIX" | grep -E '^(hit|miss)=' | paste -sd, -)
 [ -n "$HM_MIX" ] || HM_MIX=hit=80,miss=10
 
 {
-  echo "== bench/soak.sh, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- . 2> /dev/null || echo ' (modified tree)')"
+  echo "== bench/soak.sh, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!bench/results' 2> /dev/null || echo ' (modified tree)')"
   echo "command: ${OURS_ENV:+OURS_ENV=\"$OURS_ENV\" }DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS MIX=$MIX PURGES=$PURGES MAX_MEMORY=$MAX_MEMORY N=$N K=$K SIZE=$SIZE HOT=$HOT REVAL=$REVAL HAPROXY=$HAPROXY HAPROXY_DURATION=$HAPROXY_DURATION bench/soak.sh"
   echo "margins: VmRSS +$RSS_MARGIN_PCT % +$RSS_MARGIN_MIB MiB over the warm-up plateau; goroutines +$GOROUTINE_MARGIN over the plateau, +$IDLE_MARGIN over the count before the load within ${IDLE_WAIT}s of its end"
   echo "pin: $PIN (dedupcache and HAProxy on CPU $SERVER_CPU; soakload and the origin on CPU $CLIENT_CPU)"
