@@ -123,10 +123,18 @@ type fetchContext struct {
 	fill            *fill
 }
 
-// Value returns the fill for fillKey, else the request context's value.
+// Value returns the fill for fillKey, else the value the proxy's context
+// chain has, else the request context's. The proxy's chain comes first
+// for the context package's own keys: asked for the cancelCtx behind
+// Done (context.Cause, and a child context registering with its parent),
+// it must answer with the fetch's, never with the client request's (as
+// context.WithoutCancel hides its parent's).
 func (c *fetchContext) Value(key any) any {
 	if _, ok := key.(fillKey); ok {
 		return c.fill
+	}
+	if v := c.Context.Value(key); v != nil {
+		return v
 	}
 	return c.values.Value(key)
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,7 +128,7 @@ func TestLateWaiterServedFromEntry(t *testing.T) {
 func TestFetchContext(t *testing.T) {
 	p, _ := newTestProxy(t, "http://127.0.0.1:1", nil)
 	type testKey struct{}
-	reqCtx, hangUp := context.WithCancel(context.WithValue(context.Background(), testKey{}, "the request's"))
+	reqCtx, hangUp := context.WithCancelCause(context.WithValue(context.Background(), testKey{}, "the request's"))
 	r := httptest.NewRequestWithContext(reqCtx, http.MethodGet, "http://example.com/x", nil)
 	s := p.newFetch(r, &fill{status: StatusMiss, fwd: "uri-miss", host: "example.com", uri: "/x"})
 	if s == nil {
@@ -135,10 +136,12 @@ func TestFetchContext(t *testing.T) {
 	}
 	defer p.budget.endFill()
 	ctx := s.fill.in.Context()
-	hangUp()
-	if ctx.Err() != nil {
-		t.Fatalf("the client's hang-up cancelled the fetch: %v", ctx.Err())
+	hangUp(errors.New("the client hung up"))
+	if ctx.Err() != nil || context.Cause(ctx) != nil {
+		t.Fatalf("the client's hang-up reached the fetch: %v, cause %v", ctx.Err(), context.Cause(ctx))
 	}
+	derived, stop := context.WithCancel(ctx) // as a transport would
+	defer stop()
 	if got := ctx.Value(testKey{}); got != "the request's" {
 		t.Errorf("request value %v, want kept", got)
 	}
@@ -147,8 +150,11 @@ func TestFetchContext(t *testing.T) {
 	}
 	p.Close()
 	select {
-	case <-ctx.Done():
+	case <-derived.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the fetch's context outlived the proxy")
+	}
+	if ctx.Err() == nil || context.Cause(ctx) != context.Canceled {
+		t.Errorf("after Close: %v, cause %v; want canceled by the proxy", ctx.Err(), context.Cause(ctx))
 	}
 }
