@@ -408,14 +408,20 @@ func fieldsHeader(all iter.Seq2[[]byte, []byte], common map[string]string, skip 
 		vals = append(vals, val)
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	clear(kv) // the views point into the fasthttp header's buffers
-	*sc = kv[:0]
-	fieldScratch.Put(sc)
+	if cap(kv) <= maxScratchFields {
+		clear(kv) // the views point into the fasthttp header's buffers
+		*sc = kv[:0]
+		fieldScratch.Put(sc)
+	}
 	return h
 }
 
 // fieldScratch holds fieldsHeader's field views (name, value, name, ...).
+// One that grew past maxScratchFields for a header with many fields is
+// left to the collector rather than kept.
 var fieldScratch = sync.Pool{New: func() any { s := make([][]byte, 0, 64); return &s }}
+
+const maxScratchFields = 1024
 
 // appendString appends b to buf and returns a string of the bytes it
 // appended, and buf. buf must have room (its capacity is never exceeded,
