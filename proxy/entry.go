@@ -48,18 +48,7 @@ func entryAge(e *cachestore.Entry, now time.Time) time.Duration {
 func (p *Proxy) newEntry(key string, status int, hdr http.Header, length int64, body dedupbody.Ref, fr policy.Freshness, respHdr http.Header, reqTime, respTime time.Time) *cachestore.Entry {
 	hdr["Content-Length"] = []string{strconv.FormatInt(length, 10)}
 	v := headerValidators(hdr)
-	etag, lm := v.etag != "", v.lm != ""
-	var block []byte
-	switch {
-	case etag && lm:
-		block = renderHeader(hdr, "Etag", "Last-Modified")
-	case etag:
-		block = renderHeader(hdr, "Etag")
-	case lm:
-		block = renderHeader(hdr, "Last-Modified")
-	default:
-		block = renderHeader(hdr)
-	}
+	block := v.renderWithout(hdr)
 	hdrRef := p.headers.Put(block, dedupbody.Sum(block), parseBlock)
 	date := respTime
 	if d, ok := policy.ParseHTTPDate(respHdr.Get("Date")); ok {
@@ -197,23 +186,29 @@ func (fv fieldValidators) own() *validators {
 	return &validators{v: [2]string{s[:len(a)], s[len(a):]}}
 }
 
+// renderWithout renders hdr as a header block without the validators fv
+// took from it (they are kept in the entry or its body instead).
+func (fv fieldValidators) renderWithout(hdr http.Header) []byte {
+	switch {
+	case fv.etag != "" && fv.lm != "":
+		return renderHeader(hdr, "Etag", "Last-Modified")
+	case fv.etag != "":
+		return renderHeader(hdr, "Etag")
+	case fv.lm != "":
+		return renderHeader(hdr, "Last-Modified")
+	}
+	return renderHeader(hdr)
+}
+
 // aux is the body store's aux function for a new body stored for a
-// response with these validators (see validatorsAux); nil when there are
-// none. It copies them only when the body is new: a body stored already
+// response with these validators (the body keeps them, for the entries
+// that share it: see entryExtra); nil when there are none. It copies them only when the body is new: a body stored already
 // keeps the validators it was stored with.
 func (fv fieldValidators) aux() func([]byte) (any, int64) {
 	if fv.none() {
 		return nil
 	}
 	return func([]byte) (any, int64) { v := fv.own(); return v, v.Size() }
-}
-
-// takeValidators returns the single-valued ETag and Last-Modified of hdr
-// as validators of their own (nil when there are none to take) and
-// whether each was taken.
-func takeValidators(hdr http.Header) (v *validators, etag, lm bool) {
-	fv := headerValidators(hdr)
-	return fv.own(), fv.etag != "", fv.lm != ""
 }
 
 // entryValidators returns the ETag and Last-Modified of a stored response
@@ -251,7 +246,7 @@ func entryHeader(e *cachestore.Entry) http.Header {
 }
 
 // bodyValidators are validators owned by a body (its dedupbody aux value,
-// see validatorsAux) and shared by the entries whose responses carry that
+// see fieldValidators.aux) and shared by the entries whose responses carry that
 // body with the same validators, the usual case: an entry holding them
 // costs nothing more (Size 0; the body was charged for them).
 type bodyValidators struct{ v *validators }
@@ -268,16 +263,6 @@ func validatorsOf(e *cachestore.Entry) *validators {
 		return x.v
 	}
 	return nil
-}
-
-// validatorsAux is the body store's aux function for a new body stored
-// for a response with validators v: the body keeps them, for the entries
-// that share it (see entryExtra). nil when v is.
-func validatorsAux(v *validators) func([]byte) (any, int64) {
-	if v == nil {
-		return nil
-	}
-	return func([]byte) (any, int64) { return v, v.Size() }
 }
 
 // entryExtra is the Extra of an entry for a response with validators fv

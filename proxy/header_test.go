@@ -101,6 +101,9 @@ func TestLabel(t *testing.T) {
 			if !slices.Equal(h["Cache-Status"], tc.want) || h.Get("X-Cache") != xCache[tc.st][0] {
 				t.Errorf("Cache-Status %q, X-Cache %q; want %q, %q", h["Cache-Status"], h.Get("X-Cache"), tc.want, xCache[tc.st][0])
 			}
+			if cs := h["Cache-Status"]; cap(cs) != len(cs) {
+				t.Errorf("Cache-Status has room (len %d, cap %d): an append would write into a slice another response may share", len(cs), cap(cs))
+			}
 		})
 	}
 	first, second := http.Header{}, http.Header{}

@@ -126,7 +126,7 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		Key: key,
 		// Copies: the tier's slices may alias its client's buffers.
 		Header:          p.headers.PutCopy(block, dedupbody.Sum(block), parseBlock),
-		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), validatorsAux(v)),
+		Body:            p.bodies.PutCopy(se.Body, dedupbody.Sum(se.Body), v.aux()),
 		Stored:          se.Stored,
 		Date:            se.Date,
 		Status:          int16(se.Status),
@@ -136,9 +136,7 @@ func (p *Proxy) fromShared(ctx context.Context, f *fill) *cachestore.Entry {
 		StaleRevalidate: se.StaleRevalidate,
 		StaleError:      se.StaleError,
 	}
-	if v != nil {
-		e.Extra = entryExtra(fieldValidators{v.v[0], v.v[1]}, e.Body)
-	}
+	e.Extra = entryExtra(v, e.Body)
 	if entryFields(e) == nil {
 		e.Header.Release()
 		e.Body.Release()
@@ -199,18 +197,14 @@ func sharedBlock(e *cachestore.Entry) []byte {
 
 // splitBlock takes a single-valued ETag and Last-Modified out of a block
 // read from the shared tier (see sharedBlock), as newEntry does: it returns
-// the block without them (block itself when there are none) and them.
-func splitBlock(block []byte) ([]byte, *validators) {
+// the block without them (block itself when there are none) and them, as
+// views of block's bytes.
+func splitBlock(block []byte) ([]byte, fieldValidators) {
 	aux, _ := parseBlock(block)
 	h := blockHeader(aux)
-	v, etag, lm := takeValidators(h)
-	switch {
-	case etag && lm:
-		return renderHeader(h, "Etag", "Last-Modified"), v
-	case etag:
-		return renderHeader(h, "Etag"), v
-	case lm:
-		return renderHeader(h, "Last-Modified"), v
+	v := headerValidators(h)
+	if v.none() {
+		return block, v
 	}
-	return block, nil
+	return v.renderWithout(h), v
 }

@@ -172,10 +172,9 @@ func TestValidatorsOwnTheirBytes(t *testing.T) {
 			if tc.lm != "" {
 				h["Last-Modified"] = []string{buf[len(tc.etag) : len(tc.etag)+len(tc.lm)]}
 			}
-			taken, _, _ := takeValidators(h)
 			auxed, _ := headerValidators(h).aux()(nil) // what a new body keeps
 			kept := entryExtra(headerValidators(h), dedupbody.Ref{})
-			for name, x := range map[string]any{"takeValidators": taken, "a new body's aux": auxed, "an entry's Extra": kept} {
+			for name, x := range map[string]any{"a new body's aux": auxed, "an entry's Extra": kept} {
 				v, ok := x.(*validators)
 				if !ok || v.v[0] != tc.etag || v.v[1] != tc.lm {
 					t.Fatalf("%s: %#v, want validators %q %q", name, x, tc.etag, tc.lm)
